@@ -1,0 +1,2 @@
+//! CRIU's on-disk image format.
+#![forbid(unsafe_code)]

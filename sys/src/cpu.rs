@@ -1,0 +1,1 @@
+//! CPU identification instructions (`cpuid`, `xgetbv`) wrapped safely.
