@@ -1,0 +1,25 @@
+//! Compiles the CRIU-compatible `.proto` files in `proto/` into Rust with
+//! protox (a pure-Rust protobuf compiler, so no `protoc` is needed) and
+//! prost-build. Output lands in `OUT_DIR` as `criu.rs` and `criu.rpc.rs`.
+
+use std::path::PathBuf;
+
+fn main() {
+    let proto_dir = PathBuf::from("proto");
+    println!("cargo:rerun-if-changed=proto");
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&proto_dir)
+        .expect("read proto/")
+        .map(|e| e.expect("read proto/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "proto"))
+        .collect();
+    files.sort();
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+
+    let fds = protox::compile(&files, [&proto_dir]).expect("compile .proto files with protox");
+    prost_build::Config::new()
+        .compile_fds(fds)
+        .expect("generate Rust from the descriptor set");
+}
