@@ -1,0 +1,147 @@
+//! A counter holding 256 MiB of seeded memory is checkpointed, killed,
+//! restored with its pid, and continues exactly where it was.
+
+use std::time::Duration;
+
+use stasis_e2e::log::{assert_ticks_continuous, ticks};
+use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
+
+/// Sends SIGUSR1 and returns the checksum of the "verify ok" line that follows.
+fn verify(w: &Workload) -> String {
+    let before = w.lines().len();
+    w.signal(libc::SIGUSR1);
+    let (_, line) = w.wait_line_after(before, "verify ", LINE_TIMEOUT);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words.get(1),
+        Some(&"ok"),
+        "the memory pattern does not check out: {line}"
+    );
+    words[3].to_string()
+}
+
+#[test]
+fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intact_memory() {
+    let dir = ScratchDir::new("counter-256");
+    let images = dir.subdir("images");
+    let w = Workload::start(
+        "counter",
+        &dir.join("counter.log"),
+        &["256", "20240601"],
+        dir.path(),
+    );
+    let pid = w.pid();
+    let filled = w.wait_line_after(0, "filled ", Duration::from_secs(60)).1;
+    let filled = filled.split_whitespace().nth(1).unwrap().to_string();
+    w.wait_ticks_after(0, 5, LINE_TIMEOUT);
+    assert_eq!(verify(&w), filled, "checksum before the dump");
+    let comm_before = proc::stat(pid).unwrap().comm;
+    let cmdline_before = proc::cmdline(pid).unwrap();
+
+    dump(&images, pid, &[]).assert_success();
+    w.assert_gone(Duration::from_secs(10));
+    let at_dump = w.lines();
+    let last_tick = assert_ticks_continuous(&at_dump);
+
+    let set = crit_decode_all(&images);
+    let p = pid as u64;
+    assert_eq!(
+        set.pstree(),
+        [(p, 0, p, p)],
+        "pstree.img: one task, a session and group leader"
+    );
+    assert_eq!(set.comm(pid), comm_before, "core-{pid}.img tc.comm");
+    let pages = images.join(format!("pages-{}.img", set.pages_id(pid)));
+    let pages_len = std::fs::metadata(&pages).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        pages_len >= 256 << 20,
+        "{} holds {pages_len} bytes, less than the 256 MiB the counter filled",
+        pages.display()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        w.lines(),
+        at_dump,
+        "the log grew after the dump killed the process"
+    );
+
+    let pidfile = dir.join("restored.pid");
+    restore(&images, &["--pidfile", pidfile.to_str().unwrap()]).assert_success();
+    assert!(
+        w.is_alive(),
+        "no process with the original pid {pid} after restore -d returned: {}",
+        w.how_it_ended()
+    );
+    let written = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    assert_eq!(
+        written.trim(),
+        pid.to_string(),
+        "--pidfile {}",
+        pidfile.display()
+    );
+    assert_eq!(
+        proc::stat(pid).unwrap().comm,
+        comm_before,
+        "comm of the restored process"
+    );
+    assert_eq!(
+        proc::cmdline(pid).unwrap(),
+        cmdline_before,
+        "cmdline of the restored process"
+    );
+
+    w.wait_ticks_after(at_dump.len(), 5, LINE_TIMEOUT);
+    let lines = w.lines();
+    let first_after = ticks(&lines[at_dump.len()..]).first().map(|t| t.1);
+    assert_eq!(
+        first_after,
+        Some(last_tick + 1),
+        "the first tick after restore must follow the last before the dump ({last_tick})"
+    );
+    assert_ticks_continuous(&lines);
+    assert_eq!(verify(&w), filled, "checksum of the 256 MiB after restore");
+}
+
+#[test]
+fn restored_counter_has_the_same_memory_map_and_open_files_as_the_original() {
+    let dir = ScratchDir::new("counter-maps");
+    let images = dir.subdir("images");
+    let w = Workload::start(
+        "counter",
+        &dir.join("counter.log"),
+        &["8", "99"],
+        dir.path(),
+    );
+    let pid = w.pid();
+    w.wait_ticks_after(0, 3, LINE_TIMEOUT);
+    let maps_before = proc::maps(pid);
+    let fds_before = proc::fd_targets(pid);
+    let cwd_before = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+
+    dump(&images, pid, &[]).assert_success();
+    w.assert_gone(Duration::from_secs(10));
+    restore(&images, &[]).assert_success();
+    assert!(w.is_alive(), "restored process {pid} {}", w.how_it_ended());
+
+    let maps_after = proc::maps(pid);
+    let show = |m: &[proc::MapLine]| m.iter().map(|l| format!("  {l}\n")).collect::<String>();
+    assert!(
+        maps_before == maps_after,
+        "/proc/{pid}/maps differs after restore\nbefore:\n{}after:\n{}",
+        show(&maps_before),
+        show(&maps_after)
+    );
+    assert_eq!(
+        proc::fd_targets(pid),
+        fds_before,
+        "open fds (fd -> target) after restore"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        cwd_before,
+        "cwd after restore"
+    );
+    let n = w.lines().len();
+    w.wait_ticks_after(n, 3, LINE_TIMEOUT);
+    assert_ticks_continuous(&w.lines());
+}
