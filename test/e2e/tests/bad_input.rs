@@ -15,9 +15,10 @@ const MM_MAGIC: u32 = 0x57492820;
 
 /// A small counter dumped (and so killed) into `<dir>/images`.
 struct Dumped {
-    dir: ScratchDir,
-    images: PathBuf,
+    // Dropped first: the guard kills anything left before the dir is judged.
     w: Workload,
+    images: PathBuf,
+    dir: ScratchDir,
 }
 
 impl Dumped {
@@ -28,7 +29,7 @@ impl Dumped {
         w.wait_ticks_after(0, 3, LINE_TIMEOUT);
         dump(&images, w.pid(), &[]).assert_success();
         w.assert_gone(Duration::from_secs(10));
-        Dumped { dir, images, w }
+        Dumped { w, images, dir }
     }
 
     fn pid(&self) -> Pid {

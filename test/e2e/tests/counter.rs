@@ -3,22 +3,9 @@
 
 use std::time::Duration;
 
+use stasis_e2e::counter::{filled_checksum, verify};
 use stasis_e2e::log::{assert_ticks_continuous, ticks};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
-
-/// Sends SIGUSR1 and returns the checksum of the "verify ok" line that follows.
-fn verify(w: &Workload) -> String {
-    let before = w.lines().len();
-    w.signal(libc::SIGUSR1);
-    let (_, line) = w.wait_line_after(before, "verify ", LINE_TIMEOUT);
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        words.get(1),
-        Some(&"ok"),
-        "the memory pattern does not check out: {line}"
-    );
-    words[3].to_string()
-}
 
 #[test]
 fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intact_memory() {
@@ -31,10 +18,14 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
         dir.path(),
     );
     let pid = w.pid();
-    let filled = w.wait_line_after(0, "filled ", Duration::from_secs(60)).1;
-    let filled = filled.split_whitespace().nth(1).unwrap().to_string();
+    let filled = filled_checksum(&w);
     w.wait_ticks_after(0, 5, LINE_TIMEOUT);
-    assert_eq!(verify(&w), filled, "checksum before the dump");
+    let before = verify(&w);
+    assert_eq!(before.checksum, filled, "checksum before the dump");
+    assert_eq!(
+        before.rseq, "busy",
+        "glibc's rseq area should be registered before the dump"
+    );
     let comm_before = proc::stat(pid).unwrap().comm;
     let cmdline_before = proc::cmdline(pid).unwrap();
 
@@ -99,7 +90,12 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
         "the first tick after restore must follow the last before the dump ({last_tick})"
     );
     assert_ticks_continuous(&lines);
-    assert_eq!(verify(&w), filled, "checksum of the 256 MiB after restore");
+    let after = verify(&w);
+    assert_eq!(
+        after.checksum, filled,
+        "checksum of the 256 MiB (+ heap and stack) after restore"
+    );
+    assert_eq!(after.rseq, "busy", "the rseq registration was not restored");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use stasis_e2e::counter::{filled_checksum, verify};
 use stasis_e2e::log::{assert_ticks_continuous, ticks};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
 
@@ -17,8 +18,7 @@ fn dump_with_leave_running_keeps_the_original_ticking_and_its_image_resumes_from
         dir.path(),
     );
     let pid = w.pid();
-    let filled = w.wait_line_after(0, "filled ", LINE_TIMEOUT).1;
-    let filled = filled.split_whitespace().nth(1).unwrap().to_string();
+    let filled = filled_checksum(&w);
     w.wait_ticks_after(0, 3, LINE_TIMEOUT);
     let start_time = proc::stat(pid).unwrap().start_time;
 
@@ -37,9 +37,9 @@ fn dump_with_leave_running_keeps_the_original_ticking_and_its_image_resumes_from
     );
     let n = w.lines().len();
     w.wait_ticks_after(n, 5, LINE_TIMEOUT);
-    let original_lines = assert_ticks_continuous(&w.lines());
+    let last_original = assert_ticks_continuous(&w.lines());
     assert!(
-        original_lines >= at_return + 5,
+        last_original >= at_return + 5,
         "the original stopped ticking after the dump"
     );
 
@@ -64,13 +64,7 @@ fn dump_with_leave_running_keeps_the_original_ticking_and_its_image_resumes_from
     );
     assert_ticks_continuous(restored);
 
-    let before = w.lines().len();
-    w.signal(libc::SIGUSR1);
-    let (_, line) = w.wait_line_after(before, "verify ", LINE_TIMEOUT);
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        (words[1], words[3]),
-        ("ok", filled.as_str()),
-        "memory after restore: {line}"
-    );
+    let v = verify(&w);
+    assert_eq!(v.checksum, filled, "memory after restore");
+    assert_eq!(v.rseq, "busy", "rseq registration after restore");
 }
