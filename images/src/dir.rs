@@ -160,6 +160,20 @@ impl ImageDir {
         Ok(out)
     }
 
+    /// Read every entry of `name`, or `None` if the file does not exist (CRIU
+    /// treats most missing images as empty; say so explicitly at the call).
+    pub fn read_if_exists<M: Message + Default>(
+        &self,
+        kind: ImageKind,
+        name: &str,
+    ) -> Result<Option<Vec<M>>> {
+        match self.read(kind, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(ImageError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Read an image that must hold exactly one entry.
     pub fn read_one<M: Message + Default>(&self, kind: ImageKind, name: &str) -> Result<M> {
         let mut all = self.read::<M>(kind, name)?;

@@ -146,6 +146,11 @@ kinds! {
 }
 
 impl ImageKind {
+    /// `pagemap-shmem-<id>.img` shares the PAGEMAP magic.
+    pub const SHMEM_PAGEMAP: ImageKind = ImageKind::PAGEMAP;
+    /// `signal-p-<tid>.img` shares the SIGNAL magic.
+    pub const PSIGNAL: ImageKind = ImageKind::SIGNAL;
+
     /// Identify a kind from the header words found in a file. `second` is the
     /// word after IMG_COMMON/IMG_SERVICE. Aliased magics (PAGEMAP is also
     /// SHMEM_PAGEMAP) resolve to the first kind in [`ImageKind::ALL`].

@@ -13,6 +13,11 @@
 
 include!(concat!(env!("OUT_DIR"), "/criu.rs"));
 
+/// The encoded `google.protobuf.FileDescriptorSet` of all messages above
+/// (package `criu`, and `criu.rpc`), for dynamic decoding (e.g. a describe
+/// tool printing any image as JSON).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/criu.fds"));
+
 /// The `criu swrk` RPC protocol (`rpc.proto`): `criu_req`, `criu_resp`,
 /// `criu_opts` and their helpers.
 pub mod rpc {
