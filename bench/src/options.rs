@@ -1,0 +1,159 @@
+//! The command line of `stasis-bench`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+pub const USAGE: &str = "\
+usage: stasis-bench [OPTIONS]
+
+Measures this machine's memory-copy and sequential-write bandwidth, then times
+`stasis dump` and `stasis restore -d` of workloads of the given sizes against
+those limits and against a naive /proc/PID/mem copy, in one run.
+
+options:
+  --sizes LIST       workload sizes in MiB, comma-separated (default 1,256,2048)
+  --iterations N     dump/restore rounds per size (default 5, or 3 for >= 1 GiB)
+  --dir PATH         where the scratch dir (images, logs, write test) is made
+                     (default /var/tmp, else /tmp)
+  --stasis PATH      the stasis binary (default $STASIS_BIN, else `stasis`
+                     beside this binary, i.e. target/release/stasis)
+  --skip-stasis      measure only the machine limits and the naive baseline
+  --keep             keep the scratch dir at the end (logs, stasis output and
+                     the images of the last size's last round)
+  --json             print the report as JSON instead of a table
+  -h, --help         print this help
+";
+
+/// What one run of the bench measures and how it reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub sizes_mib: Vec<u64>,
+    pub iterations: Option<usize>,
+    pub dir: Option<PathBuf>,
+    pub stasis: Option<PathBuf>,
+    pub skip_stasis: bool,
+    pub keep: bool,
+    pub json: bool,
+    pub help: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sizes_mib: vec![1, 256, 2048],
+            iterations: None,
+            dir: None,
+            stasis: None,
+            skip_stasis: false,
+            keep: false,
+            json: false,
+            help: false,
+        }
+    }
+}
+
+impl Options {
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self> {
+        let mut opts = Options::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value)),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String> {
+                match inline {
+                    Some(v) => Ok(v.to_string()),
+                    None => args.next().with_context(|| format!("{name} needs a value")),
+                }
+            };
+            match flag.as_str() {
+                "--sizes" => opts.sizes_mib = parse_sizes(&value("--sizes")?)?,
+                "--iterations" => {
+                    let v = value("--iterations")?;
+                    let n: usize = v
+                        .parse()
+                        .with_context(|| format!("--iterations: {v:?} is not a count"))?;
+                    if n == 0 {
+                        bail!("--iterations must be at least 1");
+                    }
+                    opts.iterations = Some(n);
+                }
+                "--dir" => opts.dir = Some(PathBuf::from(value("--dir")?)),
+                "--stasis" => opts.stasis = Some(PathBuf::from(value("--stasis")?)),
+                "--skip-stasis" => opts.skip_stasis = true,
+                "--keep" => opts.keep = true,
+                "--json" => opts.json = true,
+                "-h" | "--help" => opts.help = true,
+                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+            }
+        }
+        Ok(opts)
+    }
+
+    /// Rounds for a workload of `mib` MiB: fewer for the big ones, whose rounds take seconds.
+    pub fn iterations_for(&self, mib: u64) -> usize {
+        self.iterations.unwrap_or(if mib >= 1024 { 3 } else { 5 })
+    }
+}
+
+fn parse_sizes(list: &str) -> Result<Vec<u64>> {
+    let mut sizes = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mib: u64 = item
+            .parse()
+            .with_context(|| format!("--sizes: {item:?} is not a size in MiB"))?;
+        if mib == 0 || mib > 64 * 1024 {
+            bail!("--sizes: {mib} MiB is outside 1..=65536");
+        }
+        sizes.push(mib);
+    }
+    if sizes.is_empty() {
+        bail!("--sizes: no size given");
+    }
+    Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn no_arguments_bench_the_three_issue_sizes() {
+        let opts = parse(&[]).unwrap();
+        assert_eq!(opts.sizes_mib, vec![1, 256, 2048]);
+        assert_eq!(opts.iterations_for(1), 5);
+        assert_eq!(opts.iterations_for(2048), 3);
+    }
+
+    #[test]
+    fn flags_take_values_separately_or_after_an_equals_sign() {
+        let opts = parse(&[
+            "--sizes=1,256",
+            "--iterations",
+            "2",
+            "--dir",
+            "/tmp/x",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(opts.sizes_mib, vec![1, 256]);
+        assert_eq!(opts.iterations_for(2048), 2);
+        assert_eq!(opts.dir, Some(PathBuf::from("/tmp/x")));
+        assert!(opts.json);
+    }
+
+    #[test]
+    fn bad_sizes_and_unknown_flags_are_refused() {
+        assert!(parse(&["--sizes", "0"]).is_err());
+        assert!(parse(&["--sizes", "1,x"]).is_err());
+        assert!(parse(&["--iterations", "0"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--sizes"]).is_err());
+    }
+}
