@@ -27,6 +27,8 @@ pub mod pagemap;
     unreachable_pub
 )]
 pub mod pb;
+#[cfg(test)]
+mod wire_tests;
 
 pub use dir::{ImageDir, ImageFileWriter};
 pub use error::ImageError;

@@ -1,126 +1,13 @@
-//! Entry framing of CRIU "images v1.1".
-//!
-//! ```text
-//! inventory.img : u32 INVENTORY                 { entry }
-//! regular image : u32 IMG_COMMON  u32 <magic>   { entry }
-//! service image : u32 IMG_SERVICE u32 <magic>   { entry }
-//! entry         : u32 size, size bytes of protobuf, [type-specific extra bytes]
-//! ```
-//!
-//! All words are little-endian (CRIU writes host order; stasis is x86-only).
-//! [`ImageWriter`] and [`ImageReader`] stream entries; images whose entries
-//! are followed by raw payload (pipe data, socket queues, TCP queues, SysV
-//! IPC contents, ghost file bodies) use `entry_with_extra` / `read_extra`.
-//!
-//! Reading is bounded: an entry larger than [`MAX_ENTRY_SIZE`] or than what
-//! is left of the file is an error before anything is allocated, and buffers
-//! only grow as bytes actually arrive.
+//! [`ImageReader`]: checks a header, then reads size-prefixed entries and
+//! their extra payloads, bounded by [`MAX_ENTRY_SIZE`] and the file length.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
 
+use super::MAX_ENTRY_SIZE;
 use crate::{ImageError, ImageKind, Result};
-
-/// The largest protobuf entry accepted when reading or produced when writing.
-/// CRIU's biggest entries (a core with full xsave, an mm with thousands of
-/// VMAs) are far below this.
-pub const MAX_ENTRY_SIZE: u32 = 64 << 20;
-
-const UNNAMED: &str = "<unnamed image stream>";
-
-/// Writes a header and then entries to `W`.
-pub struct ImageWriter<W: Write> {
-    inner: W,
-    path: PathBuf,
-    index: usize,
-    offset: u64,
-}
-
-impl<W: Write> ImageWriter<W> {
-    /// Write the header of `kind` and return a writer for its entries.
-    pub fn new(w: W, kind: ImageKind) -> Result<Self> {
-        Self::new_named(w, kind, Path::new(UNNAMED))
-    }
-
-    /// Like [`ImageWriter::new`], naming `path` in errors.
-    pub fn new_named(w: W, kind: ImageKind, path: &Path) -> Result<Self> {
-        let mut me = ImageWriter {
-            inner: w,
-            path: path.to_path_buf(),
-            index: 0,
-            offset: 0,
-        };
-        me.put(&kind.header.to_bytes(), "write header")?;
-        Ok(me)
-    }
-
-    /// Append one entry.
-    pub fn entry<M: Message>(&mut self, m: &M) -> Result<()> {
-        let len = m.encoded_len();
-        if len > MAX_ENTRY_SIZE as usize {
-            return Err(ImageError::EntryTooLarge {
-                path: self.path.clone(),
-                index: self.index,
-                offset: self.offset,
-                size: len as u64,
-                max: MAX_ENTRY_SIZE,
-            });
-        }
-        let mut buf = Vec::with_capacity(4 + len);
-        buf.extend_from_slice(&(len as u32).to_le_bytes());
-        buf.extend_from_slice(&m.encode_to_vec());
-        let op = format!("write entry {}", self.index);
-        self.put(&buf, &op)?;
-        self.index += 1;
-        Ok(())
-    }
-
-    /// Append one entry followed by its raw extra payload.
-    pub fn entry_with_extra<M: Message>(&mut self, m: &M, extra: &[u8]) -> Result<()> {
-        self.entry(m)?;
-        self.extra(extra)
-    }
-
-    /// Append raw bytes after the last entry (e.g. a ghost file body that runs
-    /// to the end of the file).
-    pub fn extra(&mut self, bytes: &[u8]) -> Result<()> {
-        let op = format!(
-            "write extra payload of entry {}",
-            self.index.saturating_sub(1)
-        );
-        self.put(bytes, &op)
-    }
-
-    /// Number of entries written so far.
-    pub fn entries_written(&self) -> usize {
-        self.index
-    }
-
-    /// Flush and hand back the underlying writer.
-    pub fn finish(mut self) -> Result<W> {
-        let path = self.path.clone();
-        self.inner.flush().map_err(|source| ImageError::Io {
-            path,
-            op: "flush".into(),
-            source,
-        })?;
-        Ok(self.inner)
-    }
-
-    fn put(&mut self, bytes: &[u8], op: &str) -> Result<()> {
-        self.inner
-            .write_all(bytes)
-            .map_err(|source| ImageError::Io {
-                path: self.path.clone(),
-                op: op.to_string(),
-                source,
-            })?;
-        self.offset += bytes.len() as u64;
-        Ok(())
-    }
-}
 
 /// Checks the header and then reads entries from `R`.
 pub struct ImageReader<R: Read> {
@@ -400,31 +287,9 @@ impl<R: Read> ImageReader<R> {
     }
 }
 
-/// Encode `entries` as a complete image of `kind` in memory.
-pub fn encode_image<M: Message>(kind: ImageKind, entries: &[M]) -> Result<Vec<u8>> {
-    let mut w = ImageWriter::new(Vec::new(), kind)?;
-    for e in entries {
-        w.entry(e)?;
-    }
-    w.finish()
-}
-
-/// Decode a complete in-memory image of `kind`.
-pub fn decode_image<M: Message + Default>(
-    kind: ImageKind,
-    bytes: &[u8],
-    path_for_errors: &Path,
-) -> Result<Vec<M>> {
-    let mut r = ImageReader::new(bytes, kind, path_for_errors, Some(bytes.len() as u64))?;
-    let mut out = Vec::new();
-    while let Some(m) = r.next()? {
-        out.push(m);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{decode_image, encode_image, ImageWriter};
     use super::*;
     use crate::pb;
 
@@ -440,97 +305,6 @@ mod tests {
             sid: pid,
             threads: vec![pid, pid + 1],
         }
-    }
-
-    #[test]
-    fn entries_round_trip_through_writer_and_reader() {
-        let entries = vec![pstree(1), pstree(10), pb::PstreeEntry::default()];
-        let bytes = encode_image(ImageKind::PSTREE, &entries).unwrap();
-        let back: Vec<pb::PstreeEntry> = decode_image(ImageKind::PSTREE, &bytes, p()).unwrap();
-        assert_eq!(back, entries);
-    }
-
-    #[test]
-    fn empty_seccomp_image_matches_criu_bytes() {
-        let bytes = encode_image(ImageKind::SECCOMP, &[pb::SeccompEntry::default()]).unwrap();
-        assert_eq!(
-            bytes,
-            [0x19, 0x43, 0x56, 0x54, 0x49, 0x30, 0x41, 0x64, 0, 0, 0, 0]
-        );
-    }
-
-    #[test]
-    fn headers_match_criu_hexdumps() {
-        let inv = encode_image::<pb::InventoryEntry>(ImageKind::INVENTORY, &[]).unwrap();
-        assert_eq!(inv, 0x5831_3116u32.to_le_bytes());
-        let ps = encode_image(ImageKind::PSTREE, &[pstree(1)]).unwrap();
-        assert_eq!(&ps[..8], &[0x19, 0x43, 0x56, 0x54, 0x30, 0x30, 0x27, 0x50]);
-        let st = encode_image(ImageKind::STATS, &[pb::StatsEntry::default()]).unwrap();
-        assert_eq!(&st[..8], &[0x40, 0x59, 0x10, 0x55, 0x06, 0x33, 0x09, 0x57]);
-    }
-
-    #[test]
-    fn required_scalars_are_encoded_even_when_zero() {
-        // pagemap_entry{vaddr=0, compat_nr_pages=0}: both required fields present.
-        let e = pb::PagemapEntry::default();
-        assert_eq!(e.encode_to_vec(), [0x08, 0x00, 0x10, 0x00]);
-        // fdinfo_entry: id, flags, type, fd all required.
-        let f = pb::FdinfoEntry::default();
-        assert_eq!(f.encode_to_vec(), [0x08, 0, 0x10, 0, 0x18, 0, 0x20, 0]);
-        // optional fields left out are absent.
-        let s = pb::PipeDataEntry {
-            pipe_id: 5,
-            bytes: 0,
-            size: None,
-        };
-        assert_eq!(s.encode_to_vec(), [0x08, 5, 0x10, 0]);
-    }
-
-    #[test]
-    fn required_messages_are_plain_fields_and_always_encoded() {
-        // timens_entry{monotonic, boottime}: both required timespecs, present even when zero.
-        let t = pb::TimensEntry {
-            monotonic: pb::Timespec::default(),
-            boottime: pb::Timespec::default(),
-        };
-        assert_eq!(
-            t.encode_to_vec(),
-            [0x0a, 4, 0x08, 0, 0x10, 0, 0x12, 4, 0x08, 0, 0x10, 0]
-        );
-    }
-
-    #[test]
-    fn repeated_scalars_are_encoded_unpacked() {
-        let e = pb::PstreeEntry {
-            pid: 1,
-            ppid: 0,
-            pgid: 1,
-            sid: 1,
-            threads: vec![1, 2],
-        };
-        // field 5, wire type 0 (varint), once per element: 0x28 1 0x28 2.
-        assert_eq!(
-            e.encode_to_vec(),
-            [0x08, 1, 0x10, 0, 0x18, 1, 0x20, 1, 0x28, 1, 0x28, 2]
-        );
-        // and packed input (as some writers emit) is still accepted.
-        let packed = [0x08, 1, 0x10, 0, 0x18, 1, 0x20, 1, 0x2a, 2, 1, 2];
-        assert_eq!(pb::PstreeEntry::decode(&packed[..]).unwrap(), e);
-    }
-
-    #[test]
-    fn proto_defaults_follow_criu() {
-        let d = pb::UserDescT::default();
-        assert!(d.read_exec_only && d.seg_not_present);
-        assert_eq!(pb::RegFileEntry::default().mnt_id(), -1);
-        let o = pb::rpc::CriuOpts::default();
-        assert_eq!(
-            o.images_dir_fd, 0,
-            "required field has no proto default; callers set -1"
-        );
-        assert_eq!(o.log_level(), 2);
-        assert_eq!(o.ghost_limit(), 1 << 20);
-        assert_eq!(o.cpu_cap(), 0xffff_ffff);
     }
 
     #[test]
@@ -659,16 +433,6 @@ mod tests {
             err.to_string().contains("/images/test.img: entry 1"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn missing_required_field_reads_as_zero_because_prost_does_not_check_it() {
-        let mut bytes = ImageKind::PSTREE.header.to_bytes();
-        bytes.extend_from_slice(&2u32.to_le_bytes());
-        bytes.extend_from_slice(&[0x08, 0x01]); // only pid
-                                                // prost does not enforce `required` on decode; the missing fields read as 0.
-        let v: Vec<pb::PstreeEntry> = decode_image(ImageKind::PSTREE, &bytes, p()).unwrap();
-        assert_eq!(v[0].pid, 1);
     }
 
     #[test]
