@@ -1,0 +1,344 @@
+//! The restore gate: may an image recorded on one CPU be restored on this one?
+//!
+//! [`check`] compares an image's [`CpuRecord`] with the host's under the checks a
+//! [`CpuCap`] selects:
+//!
+//! * `jvm`: every JVM's features ⊆ what the host offers a JVM of that version
+//!   (HotSpot's `feature_flags()` on the host). `ht` is ignored, as CRaC ignores it
+//!   (JDK-8311164: it varies between cores of hybrid CPUs). `tscinv`, `tscinvbit` and
+//!   `hv` only select time sources and report the hypervisor; their absence is a
+//!   warning, not a refusal.
+//! * `fpu`: the XSAVE state the image holds (the dumped tasks' `xstate_bv` when known,
+//!   else the dump host's XCR0) is enabled in the host's XCR0. A superset on the host is
+//!   fine, unlike CRIU's exact `xsave_size` rule.
+//! * `ins`: the image's instruction-set CPUID bits ⊆ the host's.
+//! * `cpu`: the capability registers are identical.
+//!
+//! A refusal names every missing feature and, for a JVM, the `-XX:CPUFeatures=` value
+//! (CRaC's option) that would have let it run on both hosts: the JVM's features ANDed
+//! with the host's, and for CRaC 17/21 the glibc feature word of both hosts ANDed, in
+//! CRaC's `0xCPU,0xGLIBC` form (JDK 25: the two words of its bitmap).
+
+use std::fmt;
+
+use crate::cpuid::CpuidSource;
+use crate::hotspot::{self, bit, FeatureSet, Table};
+use crate::ins;
+use crate::jvm::JvmSource;
+use crate::record::CpuRecord;
+use crate::CpuError;
+
+/// Which checks to run: CRIU's `--cpu-cap` values plus `jvm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuCap {
+    /// XSAVE state compatibility.
+    pub fpu: bool,
+    /// Identical capability registers.
+    pub cpu: bool,
+    /// Instruction-set bits ⊆ host.
+    pub ins: bool,
+    /// Each JVM's HotSpot features ⊆ host.
+    pub jvm: bool,
+}
+
+impl CpuCap {
+    /// No check.
+    pub const NONE: CpuCap = CpuCap {
+        fpu: false,
+        cpu: false,
+        ins: false,
+        jvm: false,
+    };
+    /// Every check.
+    pub const ALL: CpuCap = CpuCap {
+        fpu: true,
+        cpu: true,
+        ins: true,
+        jvm: true,
+    };
+    /// CRIU's default (`CPU_CAP_DEFAULT`): `fpu,ins`.
+    pub const CRIU_DEFAULT: CpuCap = CpuCap {
+        fpu: true,
+        cpu: false,
+        ins: true,
+        jvm: false,
+    };
+
+    /// The checks for `image` when the user gave none: CRIU's default, plus `jvm` when
+    /// the image holds a JVM.
+    pub fn default_for(image: &CpuRecord) -> CpuCap {
+        CpuCap {
+            jvm: !image.jvms.is_empty(),
+            ..CpuCap::CRIU_DEFAULT
+        }
+    }
+
+    /// Parses a `--cpu-cap` value the way CRIU does: starting from CRIU's default,
+    /// each comma-separated item adds a check (`fpu`, `cpu`, `ins`, `jvm`, `all` = every
+    /// check) or, prefixed by `^`, removes it; `none` clears everything (`^none` sets
+    /// everything). An empty value means `all`.
+    pub fn parse(value: &str) -> Result<CpuCap, CpuError> {
+        Self::parse_onto(CpuCap::CRIU_DEFAULT, value)
+    }
+
+    /// [`CpuCap::parse`] starting from `base` instead of CRIU's default.
+    pub fn parse_onto(base: CpuCap, value: &str) -> Result<CpuCap, CpuError> {
+        if value.is_empty() {
+            return Ok(CpuCap::ALL);
+        }
+        let mut cap = base;
+        for item in value.split(',') {
+            let name = item.trim_start_matches('^');
+            let inverse = (item.len() - name.len()) % 2 == 1;
+            let set = |on: &mut bool| *on = !inverse;
+            match name {
+                "fpu" => set(&mut cap.fpu),
+                "cpu" => set(&mut cap.cpu),
+                "ins" => set(&mut cap.ins),
+                "jvm" => set(&mut cap.jvm),
+                "all" => {
+                    cap = if inverse { CpuCap::NONE } else { CpuCap::ALL };
+                }
+                "none" => {
+                    cap = if inverse { CpuCap::ALL } else { CpuCap::NONE };
+                }
+                // CRIU accepts empty items (`fpu,,ins`, a stray `^`).
+                "" => {}
+                _ => return Err(CpuError::CpuCap(value.to_string())),
+            }
+        }
+        Ok(cap)
+    }
+}
+
+impl fmt::Display for CpuCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = [
+            (self.fpu, "fpu"),
+            (self.cpu, "cpu"),
+            (self.ins, "ins"),
+            (self.jvm, "jvm"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// One reason a restore is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A JVM uses HotSpot features the host lacks.
+    Jvm {
+        /// The JVM's pid in the image.
+        pid: i32,
+        /// Its Java version.
+        java_version: String,
+        /// Where its feature set came from.
+        source: JvmSource,
+        /// HotSpot names of the features the host lacks.
+        missing: Vec<&'static str>,
+        /// The `-XX:CPUFeatures=` value that would run on both hosts.
+        cpu_features: String,
+    },
+    /// A JVM of a Java version stasis has no table for.
+    UnknownJava {
+        /// The JVM's pid in the image.
+        pid: i32,
+        /// Its Java version.
+        java_version: String,
+    },
+    /// The image holds XSAVE state the host's XCR0 does not enable.
+    Xsave {
+        /// The state components missing.
+        missing: Vec<String>,
+        /// The image's XSAVE features.
+        image: u64,
+        /// The host's XCR0 (`None`: XSAVE disabled).
+        host: Option<u64>,
+    },
+    /// Instruction-set CPUID bits the image has and the host lacks.
+    Ins {
+        /// Their `/proc/cpuinfo` names.
+        missing: Vec<&'static str>,
+    },
+    /// Capability registers differ (`cpu` check).
+    Cpu {
+        /// `-name` for bits only the image has, `+name` for bits only the host has.
+        differing: Vec<String>,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Jvm {
+                pid,
+                java_version,
+                source,
+                missing,
+                cpu_features,
+            } => write!(
+                f,
+                "JVM pid {pid} (Java {java_version}, features from {source}) uses CPU \
+                 features this host lacks: {}; a JVM started with \
+                 -XX:CPUFeatures={cpu_features} would run on both hosts",
+                missing.join(", ")
+            ),
+            Refusal::UnknownJava { pid, java_version } => write!(
+                f,
+                "JVM pid {pid} (Java {java_version}): no HotSpot feature table for this version"
+            ),
+            Refusal::Xsave {
+                missing,
+                image,
+                host,
+            } => write!(
+                f,
+                "xsave: the image holds register state {} ({image:#x}) that this host's \
+                 XCR0 ({}) does not enable",
+                missing.join(", "),
+                host.map_or("XSAVE disabled".to_string(), |h| format!("{h:#x}"))
+            ),
+            Refusal::Ins { missing } => write!(
+                f,
+                "ins: the image's CPU has instructions this host lacks: {}",
+                missing.join(", ")
+            ),
+            Refusal::Cpu { differing } => write!(
+                f,
+                "cpu: CPUID capabilities differ (- image only, + host only): {}",
+                differing.join(", ")
+            ),
+        }
+    }
+}
+
+/// Why an image may not be restored on this host: every failed check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct GateRefusal {
+    /// The failed checks, each naming what is missing.
+    pub reasons: Vec<Refusal>,
+}
+
+impl fmt::Display for GateRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the image cannot run on this CPU:")?;
+        for r in &self.reasons {
+            write!(f, "\n  {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A passed gate, with what the host lacks that does not prevent running.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatePass {
+    /// Human-readable warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Features whose absence changes no instruction a JVM executes.
+const WARN_ONLY: u128 = 1 << bit::TSCINV | 1 << bit::TSCINV_BIT | 1 << bit::HV;
+/// Features ignored outright (CRaC ignores `ht`: it differs between hybrid cores).
+const IGNORED: u128 = 1 << bit::HT;
+
+/// Runs the checks `cap` selects for restoring `image` on `host`.
+pub fn check(image: &CpuRecord, host: &CpuRecord, cap: CpuCap) -> Result<GatePass, GateRefusal> {
+    let mut reasons = Vec::new();
+    let mut pass = GatePass::default();
+
+    if cap.jvm {
+        for jvm in &image.jvms {
+            let Some(major) = jvm.java_major().filter(|m| Table::for_java(*m).is_some()) else {
+                reasons.push(Refusal::UnknownJava {
+                    pid: jvm.pid,
+                    java_version: jvm.java_version.clone(),
+                });
+                continue;
+            };
+            let offered =
+                hotspot::cpu_features(major, &host.cpuid).expect("a table exists for this major");
+            let lacking = jvm.features.minus(&offered);
+            let warn = lacking.and(&FeatureSet::from_bits(lacking.table(), WARN_ONLY));
+            if !warn.is_empty() {
+                pass.warnings.push(format!(
+                    "JVM pid {} uses {} which this host lacks (timing/informational only)",
+                    jvm.pid, warn
+                ));
+            }
+            let missing = lacking.without(WARN_ONLY | IGNORED);
+            if !missing.is_empty() {
+                reasons.push(Refusal::Jvm {
+                    pid: jvm.pid,
+                    java_version: jvm.java_version.clone(),
+                    source: jvm.source,
+                    missing: missing.names(),
+                    cpu_features: cpu_features_option(&jvm.features, &offered, image, host),
+                });
+            }
+        }
+    }
+
+    if cap.fpu {
+        let image_state = image.xsave_features();
+        let host_xcr0 = host.cpuid.xcr0();
+        let lacking = image_state & !host_xcr0.unwrap_or(0);
+        if lacking != 0 {
+            reasons.push(Refusal::Xsave {
+                missing: ins::xstate_names(lacking),
+                image: image_state,
+                host: host_xcr0,
+            });
+        }
+    }
+
+    if cap.ins {
+        let missing = ins::missing_instructions(&image.cpuid, &host.cpuid);
+        if !missing.is_empty() {
+            reasons.push(Refusal::Ins { missing });
+        }
+    }
+
+    if cap.cpu {
+        let differing = ins::differing_capabilities(&image.cpuid, &host.cpuid);
+        if !differing.is_empty() {
+            reasons.push(Refusal::Cpu { differing });
+        }
+    }
+
+    if reasons.is_empty() {
+        Ok(pass)
+    } else {
+        Err(GateRefusal { reasons })
+    }
+}
+
+/// CRaC's `-XX:CPUFeatures=` value for a JVM that would run on both the image's host and
+/// this one.
+fn cpu_features_option(
+    used: &FeatureSet,
+    offered: &FeatureSet,
+    image: &CpuRecord,
+    host: &CpuRecord,
+) -> String {
+    let both = used.and(offered);
+    let glibc = hotspot::glibc_features(&image.cpuid).and(&hotspot::glibc_features(&host.cpuid));
+    match used.table() {
+        Table::Jdk25 => {
+            let words = FeatureSet::from_bits(Table::Jdk25, both.bits() | glibc.bits()).words();
+            words
+                .iter()
+                .map(|w| format!("{w:#x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        _ => format!("{:#x},{:#x}", both.words()[0], hotspot::glibc_word(&glibc)),
+    }
+}

@@ -1,0 +1,62 @@
+//! [`CpuRecord`]: what an image records about the CPU it was dumped on and the JVMs it
+//! holds, and what the restore gate records about the host.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cpuid::{CpuIdentity, CpuidSource, HostCpuid, RecordedCpuid};
+use crate::jvm::{self, JvmRecord};
+use crate::CpuError;
+
+/// The CPU of one host (raw leaves and XCR0) and the JVMs of a process tree on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuRecord {
+    /// The recorded CPUID leaves and XCR0.
+    pub cpuid: RecordedCpuid,
+    /// The XSAVE state components the dumped tasks hold (the union of their
+    /// `xstate_bv`), when the dumper recorded it; the gate falls back to XCR0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xstate_bv: Option<u64>,
+    /// The JVMs of the tree.
+    #[serde(default)]
+    pub jvms: Vec<JvmRecord>,
+}
+
+impl CpuRecord {
+    /// A record of the CPU `src` with no JVM.
+    pub fn of(src: &dyn CpuidSource) -> Self {
+        CpuRecord {
+            cpuid: RecordedCpuid::capture(src),
+            xstate_bv: None,
+            jvms: Vec::new(),
+        }
+    }
+
+    /// A record of this host with no JVM: what the restore side compares against.
+    pub fn host() -> Self {
+        Self::of(&HostCpuid)
+    }
+
+    /// A record of this host and of the JVMs among `pids` (read without stopping them).
+    pub fn capture(pids: &[i32]) -> Result<Self, CpuError> {
+        let mut r = Self::host();
+        r.jvms = jvm::detect_jvms(pids)?;
+        Ok(r)
+    }
+
+    /// Vendor, family, model and stepping.
+    pub fn identity(&self) -> CpuIdentity {
+        CpuIdentity::of(&self.cpuid)
+    }
+
+    /// The XSAVE state the image's tasks may hold: their recorded `xstate_bv`, else
+    /// everything XCR0 enabled on the dump host.
+    pub fn xsave_features(&self) -> u64 {
+        self.xstate_bv.or(self.cpuid.xcr0()).unwrap_or(0)
+    }
+}
+
+/// Records the CPUID leaves and XCR0 of this host.
+pub fn capture_host() -> RecordedCpuid {
+    RecordedCpuid::capture(&HostCpuid)
+}
