@@ -342,3 +342,52 @@ fn cpu_features_option(
         _ => format!("{:#x},{:#x}", both.words()[0], hotspot::glibc_word(&glibc)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_cap_follows_criu_syntax_on_top_of_criu_default() {
+        assert_eq!(CpuCap::parse("").unwrap(), CpuCap::ALL);
+        assert_eq!(CpuCap::parse("none").unwrap(), CpuCap::NONE);
+        assert_eq!(CpuCap::parse("^none").unwrap(), CpuCap::ALL);
+        assert_eq!(CpuCap::parse("all").unwrap(), CpuCap::ALL);
+        assert_eq!(
+            CpuCap::parse("jvm").unwrap(),
+            CpuCap {
+                jvm: true,
+                ..CpuCap::CRIU_DEFAULT
+            }
+        );
+        assert_eq!(
+            CpuCap::parse("none,jvm,fpu").unwrap().to_string(),
+            "fpu,jvm"
+        );
+        assert_eq!(CpuCap::parse("^ins").unwrap().to_string(), "fpu");
+        assert_eq!(
+            CpuCap::parse("all,^cpu").unwrap().to_string(),
+            "fpu,ins,jvm"
+        );
+    }
+
+    #[test]
+    fn an_unknown_cpu_cap_is_refused_with_the_value() {
+        let err = CpuCap::parse("fpu,avx").unwrap_err().to_string();
+        assert!(err.contains("\"fpu,avx\""), "{err}");
+    }
+
+    #[test]
+    fn the_default_adds_jvm_only_for_images_with_a_jvm() {
+        let mut r = CpuRecord::host();
+        assert_eq!(CpuCap::default_for(&r), CpuCap::CRIU_DEFAULT);
+        r.jvms.push(crate::JvmRecord {
+            pid: 1,
+            java_version: "17".into(),
+            source: JvmSource::Table,
+            features: FeatureSet::empty(Table::Jdk17),
+            note: None,
+        });
+        assert!(CpuCap::default_for(&r).jvm && CpuCap::default_for(&r).fpu);
+    }
+}

@@ -349,3 +349,92 @@ pub(crate) fn vm_features(table: Table, b: &Bits, flags: &VmFlags) -> u128 {
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpuid::RecordedCpuid;
+    use crate::decode::decode;
+
+    /// An Intel CPU with AVX-512 and full XCR0, family 6 model `model` stepping `stepping`.
+    fn avx512_intel(model: u32, stepping: u32) -> RecordedCpuid {
+        let eax1 = (model >> 4) << 16 | 6 << 8 | (model & 0xf) << 4 | stepping;
+        let mut r = RecordedCpuid::new();
+        r.set(0, 0, [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69])
+            .set(1, 0, [eax1, 0x0008_0800, 0x1818_2201, 0x0788_8111])
+            .set(7, 0, [0, 1 << 5 | 1 << 16 | 1 << 30 | 1 << 31, 0, 0])
+            .set_xcr0(Some(0xe7));
+        r
+    }
+
+    fn names(t: Table, bits: u128) -> Vec<&'static str> {
+        crate::hotspot::FeatureSet::from_bits(t, bits).names()
+    }
+
+    #[test]
+    fn avx512_is_off_by_default_on_skylake_sp_before_stepping_5() {
+        let skx = decode(&avx512_intel(0x55, 4));
+        let f = names(
+            Table::Jdk17,
+            vm_features(Table::Jdk17, &skx, &VmFlags::default()),
+        );
+        assert!(f.contains(&"avx2") && !f.contains(&"avx512f"), "{f:?}");
+        let explicit = VmFlags {
+            use_avx: Some(3),
+            ..VmFlags::default()
+        };
+        let f = names(Table::Jdk17, vm_features(Table::Jdk17, &skx, &explicit));
+        assert!(f.contains(&"avx512f"), "{f:?}");
+        let cascade = decode(&avx512_intel(0x55, 7));
+        let f = names(
+            Table::Jdk17,
+            vm_features(Table::Jdk17, &cascade, &VmFlags::default()),
+        );
+        assert!(f.contains(&"avx512f"), "{f:?}");
+    }
+
+    #[test]
+    fn avx512_needs_the_opmask_and_zmm_state_in_xcr0() {
+        let mut cpu = avx512_intel(0x6a, 6);
+        cpu.set_xcr0(Some(0x7));
+        let f = names(Table::Jdk21, cpu_features(Table::Jdk21, &decode(&cpu)));
+        assert!(f.contains(&"avx2") && !f.contains(&"avx512f"), "{f:?}");
+        cpu.set_xcr0(Some(0x3));
+        let f = names(Table::Jdk21, cpu_features(Table::Jdk21, &decode(&cpu)));
+        assert!(!f.contains(&"avx") && !f.contains(&"avx2"), "{f:?}");
+    }
+
+    #[test]
+    fn use_sse_2_disables_avx_from_jdk21_on_but_not_in_jdk17() {
+        let cpu = decode(&avx512_intel(0x6a, 6));
+        let flags = VmFlags {
+            use_avx: Some(1),
+            use_sse: Some(2),
+            ..VmFlags::default()
+        };
+        let f17 = names(Table::Jdk17, vm_features(Table::Jdk17, &cpu, &flags));
+        let f21 = names(Table::Jdk21, vm_features(Table::Jdk21, &cpu, &flags));
+        assert!(f17.contains(&"avx") && !f17.contains(&"sse4.1"), "{f17:?}");
+        assert!(
+            !f21.contains(&"avx") && !f21.contains(&"vzeroupper"),
+            "{f21:?}"
+        );
+    }
+
+    #[test]
+    fn apx_needs_use_apx_in_jdk25() {
+        let mut cpu = avx512_intel(0xad, 1);
+        cpu.set(0, 0, [0x29, 0x756e_6547, 0x6c65_746e, 0x4965_6e69])
+            .set(7, 1, [0, 0, 0, 1 << 21])
+            .set(0x29, 0, [0, 1, 0, 0])
+            .set_xcr0(Some(0x800e7));
+        let b = decode(&cpu);
+        assert!(cpu_features(Table::Jdk25, &b) & m(bit::APX_F) != 0);
+        assert!(vm_features(Table::Jdk25, &b, &VmFlags::default()) & m(bit::APX_F) == 0);
+        let apx = VmFlags {
+            use_apx: true,
+            ..VmFlags::default()
+        };
+        assert!(vm_features(Table::Jdk25, &b, &apx) & m(bit::APX_F) != 0);
+    }
+}

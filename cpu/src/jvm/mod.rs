@@ -192,6 +192,16 @@ pub fn detect_jvm(pid: i32, host: &dyn CpuidSource) -> Result<Option<JvmRecord>,
     )))
 }
 
+/// The VM options of process `pid` that change HotSpot's features (`-XX:UseAVX`,
+/// `-XX:UseSSE`, …), from its command line and `JAVA_TOOL_OPTIONS`-style variables:
+/// what the table source applies.
+pub fn vm_flags_of(pid: i32) -> Result<hotspot::VmFlags, CpuError> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let cmdline = procfs::read_bounded(&proc_dir.join("cmdline"))?;
+    let environ = procfs::read_bounded(&proc_dir.join("environ"))?;
+    Ok(procfs::vm_flags(&cmdline, &environ))
+}
+
 /// `dir` as seen by the process: relative paths are relative to its working directory.
 fn in_root(root: &Path, dir: &Path, proc_dir: &Path) -> PathBuf {
     if dir.is_absolute() {
