@@ -44,6 +44,7 @@ impl Dumped {
     /// process runs the workload afterwards (under its pid or any other).
     fn assert_restore_refused(&self, names: &str) {
         let out = restore(&self.images, &[]);
+        eprintln!("{out}");
         out.assert_clean_failure();
         assert!(
             out.stderr.contains(names),
@@ -126,6 +127,7 @@ fn restore_refuses_a_pid_that_is_taken_and_leaves_its_holder_running() {
     let holder = proc::stat(pid).expect("the original after --leave-running");
 
     let out = restore(&images, &[]);
+    eprintln!("{out}");
     out.assert_clean_failure();
     let named = out
         .stderr
