@@ -141,6 +141,7 @@ fn a_jvm_image_dumped_on_this_host_is_refused_on_skylake_naming_what_skylake_lac
 
     let refusal = check(&image, &target, CpuCap::parse("none,jvm").unwrap()).unwrap_err();
     let text = refusal.to_string();
+    eprintln!("{text}");
     for name in &expected {
         assert!(text.contains(name), "{name} missing from: {text}");
     }

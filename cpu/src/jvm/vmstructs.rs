@@ -141,11 +141,11 @@ pub(crate) fn read_features(
     let bias = seg_start.wrapping_sub(vaddr & page);
     let at = |name: &str| -> Result<u64, CpuError> { Ok(bias.wrapping_add(sym(name)?)) };
 
-    if table >= Table::Jdk25 {
+    let by_symbol = || -> Result<Vec<u64>, CpuError> {
         let addr = at(VM_VERSION_FEATURES).map_err(|_| {
             mem.err(format!(
-                "{} has no symbol VM_Version::_features (stripped), and JDK 25 does not \
-                 list it in gHotSpotVMStructs",
+                "{} has no symbol VM_Version::_features (stripped), and from JDK 25 on \
+                 gHotSpotVMStructs does not list it",
                 lib.path.display()
             ))
         })?;
@@ -156,9 +156,44 @@ pub(crate) fn read_features(
         if !(1..=8).contains(&words) {
             return Err(mem.err(format!("VM_Features of {words} words")));
         }
-        return (0..words as u64).map(|i| mem.u64(addr + 8 * i)).collect();
-    }
+        (0..words as u64).map(|i| mem.u64(addr + 8 * i)).collect()
+    };
 
+    let words = if table >= Table::Jdk25 {
+        by_symbol()?
+    } else {
+        let words = by_vmstructs(&mem, &at)?;
+        if plausible(&words) {
+            return Ok(words);
+        }
+        // A JDK between 21 and 25 may already keep its features in VM_Version.
+        by_symbol().map_err(|e| {
+            mem.err(format!(
+                "gHotSpotVMStructs' _features is {words:#x?}, not a feature set, and {e}"
+            ))
+        })?
+    };
+    if plausible(&words) {
+        Ok(words)
+    } else {
+        Err(mem.err(format!("_features is {words:#x?}, not a feature set")))
+    }
+}
+
+/// Every x86-64 JVM has SSE2 (`UseSSE` is at least 2); a bitmap without it was read
+/// from the wrong place or before the VM initialised.
+fn plausible(words: &[u64]) -> bool {
+    words
+        .first()
+        .is_some_and(|w| w >> crate::hotspot::bit::SSE2 & 1 != 0)
+}
+
+/// `Abstract_VM_Version::_features` (or `VM_Version::_features`) found by walking
+/// `gHotSpotVMStructs`.
+fn by_vmstructs(
+    mem: &Memory,
+    at: &dyn Fn(&str) -> Result<u64, CpuError>,
+) -> Result<Vec<u64>, CpuError> {
     let entries = mem.u64(at("gHotSpotVMStructs")?)?;
     let stride = mem.u64(at("gHotSpotVMStructEntryArrayStride")?)?;
     let type_name_off = mem.u64(at("gHotSpotVMStructEntryTypeNameOffset")?)?;
@@ -203,7 +238,7 @@ pub(crate) fn read_features(
     let size = if type_string == "uint64_t" {
         8
     } else {
-        type_size(&mem, &at, &type_string)?
+        type_size(mem, at, &type_string)?
     };
     if size == 0 || size % 8 != 0 || size > 64 {
         return Err(mem.err(format!("_features of type {type_string} has size {size}")));
