@@ -329,9 +329,10 @@ fn cpu_features_option(
     host: &CpuRecord,
 ) -> String {
     let both = used.and(offered);
-    let glibc = hotspot::glibc_features(&image.cpuid).and(&hotspot::glibc_features(&host.cpuid));
     match used.table() {
         Table::Jdk25 => {
+            let glibc =
+                hotspot::glibc_features(&image.cpuid).and(&hotspot::glibc_features(&host.cpuid));
             let words = FeatureSet::from_bits(Table::Jdk25, both.bits() | glibc.bits()).words();
             words
                 .iter()
@@ -339,7 +340,11 @@ fn cpu_features_option(
                 .collect::<Vec<_>>()
                 .join(",")
         }
-        _ => format!("{:#x},{:#x}", both.words()[0], hotspot::glibc_word(&glibc)),
+        _ => format!(
+            "{:#x},{:#x}",
+            both.words()[0],
+            hotspot::glibc_word(&image.cpuid) & hotspot::glibc_word(&host.cpuid)
+        ),
     }
 }
 

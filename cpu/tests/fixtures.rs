@@ -165,7 +165,14 @@ fn a_jvm_image_dumped_on_this_host_is_refused_on_skylake_naming_what_skylake_lac
         text.contains(&format!("-XX:CPUFeatures={cpu_features}")),
         "{text}"
     );
-    let (cpu_word, _glibc) = cpu_features.split_once(',').unwrap();
+    let (cpu_word, glibc) = cpu_features.split_once(',').unwrap();
+    // The second word is CRaC 17/21's glibc word: the glibc features both CPUs have.
+    let glibc = u64::from_str_radix(glibc.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(
+        glibc,
+        hotspot::glibc_word(&host.cpuid) & hotspot::glibc_word(&target.cpuid)
+    );
+    assert_eq!(hotspot::glibc_word(&target.cpuid), 0x3e6, "Skylake client");
     let cpu_word = u64::from_str_radix(cpu_word.trim_start_matches("0x"), 16).unwrap();
     assert_eq!(
         u128::from(cpu_word),

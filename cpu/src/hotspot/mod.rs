@@ -64,8 +64,8 @@ pub fn glibc_features(src: &dyn CpuidSource) -> FeatureSet {
     FeatureSet::from_bits(Table::Jdk25, rules::glibc_features(&decode(src)))
 }
 
-/// Reorders glibc features from JDK 25 bits 65–73 into CRaC 17/21's separate
-/// `GLIBC_FEATURE_FLAGS` word (FMA4 = bit 0 … HTT = bit 9).
-pub fn glibc_word(glibc: &FeatureSet) -> u64 {
-    (glibc.bits() >> bit::FMA4) as u64 & 0x3ff
+/// CRaC 17/21's glibc feature word (the second number of `-XX:CPUFeatures=0xCPU,0xGLIBC`):
+/// FMA4 = bit 0, MOVBE, OSXSAVE, IBT, SHSTK, XSAVE, CMPXCHG16, LAHFSAHF, F16C, HTT = bit 9.
+pub fn glibc_word(src: &dyn CpuidSource) -> u64 {
+    rules::glibc_word(&decode(src))
 }

@@ -228,6 +228,18 @@ pub(crate) fn glibc_features(b: &Bits) -> u128 {
     f
 }
 
+/// CRaC 17/21's separate glibc word (`GLIBC_FEATURE_FLAGS`): FMA4 0, MOVBE 1,
+/// OSXSAVE 2, IBT 3, SHSTK 4, XSAVE 5, CMPXCHG16 6, LAHFSAHF 7, F16C 8, HTT 9.
+pub(crate) fn glibc_word(b: &Bits) -> u64 {
+    [
+        b.fma4, b.movbe, b.osxsave, b.cet_ibt, b.cet_ss, b.xsave, b.cx16, b.lahf, b.f16c, b.htt,
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(_, on)| **on)
+    .fold(0, |w, (i, _)| w | 1 << i)
+}
+
 /// HotSpot's `is_knights_family()`.
 fn is_knights(b: &Bits, flags: &VmFlags) -> bool {
     flags.use_knl_setting || (b.family == 6 && matches!(b.model, 0x57 | 0x85))
