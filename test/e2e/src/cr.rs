@@ -3,12 +3,13 @@
 //! the result for assertion messages.
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::proc::Pid;
-use crate::run::{stasis, Output};
+use crate::run::{stasis, stasis_bin, Output};
 
-/// `stasis dump -t PID -D IMAGES -o dump.log -v4 EXTRA...`.
-pub fn dump(images: &Path, pid: Pid, extra: &[&str]) -> Output {
+/// The arguments of `stasis dump -t PID -D IMAGES -o dump.log -v4 EXTRA...`.
+pub fn dump_args(images: &Path, pid: Pid, extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "dump".to_string(),
         "-t".into(),
@@ -18,7 +19,22 @@ pub fn dump(images: &Path, pid: Pid, extra: &[&str]) -> Output {
     args.push(images.to_string_lossy().into_owned());
     args.extend(["-o", "dump.log", "-v4"].map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
-    with_log(stasis(&args), &images.join("dump.log"))
+    args
+}
+
+/// `stasis dump -t PID -D IMAGES -o dump.log -v4 EXTRA...`.
+pub fn dump(images: &Path, pid: Pid, extra: &[&str]) -> Output {
+    with_log(
+        stasis(dump_args(images, pid, extra)),
+        &images.join("dump.log"),
+    )
+}
+
+/// A `stasis dump` command, for tests that start it in the background.
+pub fn dump_command(images: &Path, pid: Pid, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(stasis_bin());
+    cmd.args(dump_args(images, pid, extra));
+    cmd
 }
 
 /// `stasis restore -D IMAGES -d -o restore.log -v4 EXTRA...`.
@@ -30,7 +46,8 @@ pub fn restore(images: &Path, extra: &[&str]) -> Output {
     with_log(stasis(&args), &images.join("restore.log"))
 }
 
-fn with_log(mut out: Output, log: &Path) -> Output {
+/// Attaches the end of stasis's log file `log` to `out`'s notes.
+pub fn with_log(mut out: Output, log: &Path) -> Output {
     if let Ok(text) = std::fs::read_to_string(log) {
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(40);

@@ -109,54 +109,102 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `cmd` with stdin on /dev/null and stdout/stderr captured, killing it
 /// after `timeout` (then panicking with what it printed).
+pub fn run(cmd: Command, timeout: Duration) -> Output {
+    Running::start(cmd).wait(timeout)
+}
+
+/// A command started in the background, its output captured.
 ///
 /// Output goes through files, not pipes: a process that inherits a pipe
 /// (such as a restored task, if an fd leaked into it) would otherwise keep
 /// the reader waiting after the command itself has exited.
-pub fn run(mut cmd: Command, timeout: Duration) -> Output {
-    crate::proc::become_subreaper();
-    let command = describe(&cmd);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = Path::new("/tmp/stasis-e2e");
-    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    let out_path = dir.join(format!(".out-{}-{n}", std::process::id()));
-    let err_path = dir.join(format!(".err-{}-{n}", std::process::id()));
-    let out = std::fs::File::create(&out_path).expect("create stdout capture file");
-    let err = std::fs::File::create(&err_path).expect("create stderr capture file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
-    let deadline = Instant::now() + timeout;
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait().expect("wait for command") {
-            break (status, false);
+#[derive(Debug)]
+pub struct Running {
+    command: String,
+    child: std::process::Child,
+    out_path: PathBuf,
+    err_path: PathBuf,
+}
+
+impl Running {
+    /// Starts `cmd` with stdin on /dev/null.
+    pub fn start(mut cmd: Command) -> Running {
+        crate::proc::become_subreaper();
+        let command = describe(&cmd);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = Path::new("/tmp/stasis-e2e");
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let out_path = dir.join(format!(".out-{}-{n}", std::process::id()));
+        let err_path = dir.join(format!(".err-{}-{n}", std::process::id()));
+        let out = std::fs::File::create(&out_path).expect("create stdout capture file");
+        let err = std::fs::File::create(&err_path).expect("create stderr capture file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+        Running {
+            command,
+            child,
+            out_path,
+            err_path,
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break (child.wait().expect("wait for killed command"), true);
+    }
+
+    pub fn pid(&self) -> crate::Pid {
+        self.child.id() as crate::Pid
+    }
+
+    /// True once the command has exited (it is then reaped, status kept).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for the command to end, killing it after `timeout` (then
+    /// panicking with what it printed).
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        let (status, timed_out) = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for command") {
+                break (status, false);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                break (self.child.wait().expect("wait for killed command"), true);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let read = |p: &Path| {
+            let s = String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+            let _ = std::fs::remove_file(p);
+            s
+        };
+        let output = Output {
+            command: std::mem::take(&mut self.command),
+            status,
+            stdout: read(&self.out_path),
+            stderr: read(&self.err_path),
+            notes: String::new(),
+        };
+        assert!(
+            !timed_out,
+            "command timed out after {timeout:?} and was killed:\n{output}"
+        );
+        output
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Only when wait() was not reached (a panicking test): stop it.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let read = |p: &Path| {
-        let s = String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
-        let _ = std::fs::remove_file(p);
-        s
-    };
-    let output = Output {
-        command,
-        status,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-        notes: String::new(),
-    };
-    assert!(
-        !timed_out,
-        "command timed out after {timeout:?} and was killed:\n{output}"
-    );
-    output
+        let _ = std::fs::remove_file(&self.out_path);
+        let _ = std::fs::remove_file(&self.err_path);
+    }
 }
 
 fn describe(cmd: &Command) -> String {
