@@ -1,4 +1,4 @@
-//! The raw system interfaces that `libc` and `nix` do not wrap safely: ptrace requests and
+//! The raw system interfaces that `libc` does not wrap safely: ptrace requests and
 //! register sets (including `NT_X86_XSTATE`), `clone3` with `set_tid`, remote memory
 //! access, and the few structs of the kernel ABI a checkpoint/restore engine needs.
 //!
@@ -7,3 +7,10 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cpu;
+pub mod error;
+pub mod mem;
+pub mod process;
+pub mod ptrace;
+pub mod xsave;
+
+pub use error::{Result, SysError};

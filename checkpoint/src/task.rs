@@ -1,0 +1,261 @@
+//! Per-task state for `core-<tid>.img`: registers, FPU/XSAVE, signals, timers, limits,
+//! credentials, and what only the task itself can report (read by remote calls).
+
+use crate::procfs::{Stat, Status};
+use crate::x86;
+use crate::{DumpError, Result};
+use stasis_images::pb;
+use stasis_parasite::{ProcMem, Scratch, StopKind, Tracee};
+use stasis_sys::{process, ptrace};
+
+/// `prctl` options read remotely.
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_GET_SECUREBITS: u64 = 27;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_GET_TID_ADDRESS: u64 = 40;
+const PR_GET_THP_DISABLE: u64 = 42;
+
+/// Number of resource limits the kernel has (`RLIM_NLIMITS`).
+pub const RLIM_NLIMITS: u32 = 16;
+
+/// What the mm image needs that comes from remote calls.
+pub struct RemoteMm {
+    pub brk: u64,
+    pub dumpable: i32,
+    pub thp_disabled: bool,
+}
+
+fn words(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+}
+
+fn cap_words(v: u64) -> Vec<u32> {
+    vec![v as u32, (v >> 32) as u32]
+}
+
+/// Collects the core entry of a single-threaded task.
+pub fn collect_core(
+    t: &mut Tracee,
+    mem: &ProcMem,
+    scratch: &Scratch,
+    stat: &Stat,
+    status: &Status,
+) -> Result<(pb::CoreEntry, RemoteMm)> {
+    let pid = t.pid();
+    let s = scratch.addr;
+    let mut buf = [0u8; 64];
+
+    // Signal actions, one remote rt_sigaction per signal.
+    let mut sigactions = Vec::with_capacity(62);
+    for sig in 1..=64u64 {
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        t.syscall_ok("rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, s, 8, 0, 0])?;
+        mem.read(s, &mut buf[..32])?;
+        let w: Vec<u64> = words(&buf[..32]).collect();
+        sigactions.push(pb::SaEntry {
+            sigaction: w[0],
+            flags: w[1],
+            restorer: w[2],
+            mask: w[3],
+            compat_sigaction: None,
+            mask_extended: None,
+        });
+    }
+
+    t.syscall_ok("sigaltstack", libc::SYS_sigaltstack, [0, s, 0, 0, 0, 0])?;
+    mem.read(s, &mut buf[..24])?;
+    let w: Vec<u64> = words(&buf[..24]).collect();
+    let sas = pb::ThreadSasEntry {
+        ss_sp: w[0],
+        ss_flags: w[1] as u32,
+        ss_size: w[2],
+    };
+
+    let mut itimer = |which: u64| -> Result<pb::ItimerEntry> {
+        t.syscall_ok("getitimer", libc::SYS_getitimer, [which, s, 0, 0, 0, 0])?;
+        mem.read(s, &mut buf[..32])?;
+        let w: Vec<u64> = words(&buf[..32]).collect();
+        Ok(pb::ItimerEntry {
+            isec: w[0],
+            iusec: w[1],
+            vsec: w[2],
+            vusec: w[3],
+        })
+    };
+    let timers = pb::TaskTimersEntry {
+        real: itimer(libc::ITIMER_REAL as u64)?,
+        virt: itimer(libc::ITIMER_VIRTUAL as u64)?,
+        prof: itimer(libc::ITIMER_PROF as u64)?,
+        posix: Vec::new(),
+    };
+
+    let prctl_out = |t: &mut Tracee, opt: u64| -> Result<u64> {
+        t.syscall_ok("prctl", libc::SYS_prctl, [opt, s, 0, 0, 0, 0])?;
+        let mut b = [0u8; 8];
+        mem.read(s, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    };
+    let clear_tid = prctl_out(t, PR_GET_TID_ADDRESS)?;
+    let pdeath = prctl_out(t, PR_GET_PDEATHSIG)? as u32;
+    let subreaper = prctl_out(t, PR_GET_CHILD_SUBREAPER)? as u32 != 0;
+    let dumpable = t.syscall_ok("prctl", libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])? as i32;
+    let thp_disabled = t.syscall_ok(
+        "prctl",
+        libc::SYS_prctl,
+        [PR_GET_THP_DISABLE, 0, 0, 0, 0, 0],
+    )? != 0;
+    let secbits =
+        t.syscall_ok("prctl", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])? as u32;
+    let brk = t.syscall_ok("brk", libc::SYS_brk, [0; 6])?;
+
+    // Registers and FPU state.
+    let regs = *t.regs();
+    let mut xbuf = vec![0u8; 1 << 16];
+    let n = ptrace::get_regset(pid, ptrace::NT_X86_XSTATE, &mut xbuf)?;
+    xbuf.truncate(n);
+    let fpregs = x86::xsave_to_image(&xbuf).map_err(|e| DumpError::Unsupported {
+        pid,
+        what: e.to_string(),
+    })?;
+    let mut tls = Vec::new();
+    for idx in 12..15 {
+        let d = ptrace::get_thread_area(pid, idx)?;
+        tls.push(pb::UserDescT {
+            entry_number: idx,
+            base_addr: d.base_addr,
+            limit: d.limit,
+            seg_32bit: d.flags & 1 != 0,
+            contents_h: d.flags & 4 != 0,
+            contents_l: d.flags & 2 != 0,
+            read_exec_only: d.flags & 8 != 0,
+            limit_in_pages: d.flags & 16 != 0,
+            seg_not_present: d.flags & 32 != 0,
+            usable: d.flags & 64 != 0,
+        });
+    }
+
+    let queue = |shared: bool| -> Result<pb::SignalQueueEntry> {
+        Ok(pb::SignalQueueEntry {
+            signals: ptrace::peek_siginfo(pid, shared)?
+                .into_iter()
+                .map(|si| pb::SiginfoEntry {
+                    siginfo: si.to_vec(),
+                })
+                .collect(),
+        })
+    };
+    let signals_s = queue(true)?;
+    let signals_p = queue(false)?;
+
+    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS as usize);
+    for r in 0..RLIM_NLIMITS {
+        let l = process::get_rlimit(pid, r)?;
+        rlimits.push(pb::RlimitEntry {
+            cur: l.cur,
+            max: l.max,
+        });
+    }
+    let (futex_rla, futex_rla_len) = process::get_robust_list(pid)?;
+    let (policy, prio, nice) = process::get_sched(pid)?;
+    let rseq = ptrace::get_rseq_configuration(pid)?;
+    let comm = crate::procfs::text(pid, "comm")?;
+    let personality =
+        u32::from_str_radix(&crate::procfs::text(pid, "personality")?, 16).map_err(|_| {
+            DumpError::Proc {
+                path: format!("/proc/{pid}/personality"),
+                what: "not hex".into(),
+            }
+        })?;
+    let loginuid = crate::procfs::text(pid, "loginuid")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok());
+    let oom_score_adj = crate::procfs::text(pid, "oom_score_adj")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+
+    let creds = pb::CredsEntry {
+        uid: status.uids[0],
+        euid: status.uids[1],
+        suid: status.uids[2],
+        fsuid: status.uids[3],
+        gid: status.gids[0],
+        egid: status.gids[1],
+        sgid: status.gids[2],
+        fsgid: status.gids[3],
+        cap_inh: cap_words(status.cap_inh),
+        cap_prm: cap_words(status.cap_prm),
+        cap_eff: cap_words(status.cap_eff),
+        cap_bnd: cap_words(status.cap_bnd),
+        cap_amb: cap_words(status.cap_amb),
+        secbits,
+        groups: status.groups.clone(),
+        no_new_privs: Some(status.no_new_privs),
+        ..Default::default()
+    };
+
+    let (task_state, stop_signo) = match t.stop_kind() {
+        StopKind::Running => (1, None),
+        StopKind::GroupStopped(sig) => (3, Some(sig as u32)),
+    };
+    let core = pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        thread_info: Some(pb::ThreadInfoX86 {
+            clear_tid_addr: clear_tid,
+            gpregs: x86::regs_to_image(&regs),
+            fpregs,
+            tls,
+        }),
+        tc: Some(pb::TaskCoreEntry {
+            task_state,
+            exit_code: 0,
+            personality,
+            flags: stat.flags,
+            blk_sigset: t.sigmask(),
+            comm: comm.clone(),
+            timers: Some(timers),
+            rlimits: Some(pb::TaskRlimitsEntry { rlimits }),
+            signals_s: Some(signals_s),
+            old_seccomp_mode: None,
+            loginuid,
+            oom_score_adj,
+            sigactions,
+            child_subreaper: Some(subreaper),
+            stop_signo,
+            ..Default::default()
+        }),
+        thread_core: Some(pb::ThreadCoreEntry {
+            futex_rla,
+            futex_rla_len: futex_rla_len as u32,
+            sched_nice: Some(nice),
+            sched_policy: Some(policy),
+            sched_prio: Some(prio),
+            blk_sigset: Some(t.sigmask()),
+            sas: Some(sas),
+            pdeath_sig: Some(pdeath),
+            signals_p: Some(signals_p),
+            creds: Some(creds),
+            seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
+            comm: Some(comm),
+            rseq_entry: Some(pb::RseqEntry {
+                rseq_abi_pointer: rseq.rseq_abi_pointer,
+                rseq_abi_size: rseq.rseq_abi_size,
+                signature: rseq.signature,
+                rseq_cs_pointer: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok((
+        core,
+        RemoteMm {
+            brk,
+            dumpable,
+            thp_disabled,
+        },
+    ))
+}

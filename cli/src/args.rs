@@ -1,0 +1,202 @@
+//! CRIU's command line: `stasis VERB [OPTIONS]`, with CRIU's short and long option names
+//! (`-t/--tree`, `-D/--images-dir`, `-v4`, `--verbosity=4`, ...). Hand-written so that the
+//! forms CRIU accepts (attached short values, optional `-v` levels) parse exactly as in
+//! CRIU, and anything else is refused by name.
+
+use std::path::PathBuf;
+
+/// The parsed command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    pub verb: String,
+    pub tree: Option<i32>,
+    pub images_dir: Option<PathBuf>,
+    pub work_dir: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub verbosity: u32,
+    pub pidfile: Option<PathBuf>,
+    pub restore_detached: bool,
+    pub leave_running: bool,
+    pub shell_job: bool,
+    pub timeout: Option<u32>,
+    pub restore_sibling: bool,
+    pub feature: Option<String>,
+    pub version: bool,
+    pub help: bool,
+    /// Positional arguments after the verb (for example `swrk <fd>`).
+    pub rest: Vec<String>,
+}
+
+/// A command line stasis cannot accept.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("unknown option {0}")]
+    Unknown(String),
+    #[error("option {0} needs a value")]
+    Missing(String),
+    #[error("option {opt}: {value:?} is not a valid {what}")]
+    Invalid {
+        opt: String,
+        value: String,
+        what: &'static str,
+    },
+    #[error("option {0} is CRIU's, but stasis does not support it yet")]
+    Unsupported(String),
+}
+
+/// Options CRIU has that take a value and that stasis refuses by name, so that a script
+/// relying on one of them fails loudly instead of being silently ignored.
+const UNSUPPORTED_WITH_VALUE: &[&str] = &[
+    "--page-server",
+    "--address",
+    "--port",
+    "--prev-images-dir",
+    "--lazy-pages",
+    "--external",
+    "--ext-mount-map",
+    "--cgroup-root",
+    "--freeze-cgroup",
+    "--manage-cgroups",
+    "--inherit-fd",
+    "--join-ns",
+    "--root",
+    "--cpu-cap",
+    "--ghost-limit",
+    "--action-script",
+    "--veth-pair",
+    "--network-lock",
+    "--lsm-profile",
+];
+const UNSUPPORTED_FLAGS: &[&str] = &[
+    "--tcp-established",
+    "--ext-unix-sk",
+    "--file-locks",
+    "--link-remap",
+    "--evasive-devices",
+    "--auto-dedup",
+    "--track-mem",
+    "--skip-mnt",
+    "--tcp-close",
+    "--auto-ext-mnt",
+];
+
+fn parse_num<T: std::str::FromStr>(opt: &str, v: &str, what: &'static str) -> Result<T, ArgError> {
+    v.parse().map_err(|_| ArgError::Invalid {
+        opt: opt.to_string(),
+        value: v.to_string(),
+        what,
+    })
+}
+
+/// Parses `argv[1..]`.
+pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> {
+    let mut a = Args::default();
+    let mut it = argv.into_iter().peekable();
+    while let Some(arg) = it.next() {
+        // Split "--name=value" and "-Xvalue".
+        let (name, attached): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--")
+        {
+            match long.split_once('=') {
+                Some((n, v)) => (format!("--{n}"), Some(v.to_string())),
+                None => (arg.clone(), None),
+            }
+        } else if arg.starts_with('-') && arg.len() > 2 {
+            (arg[..2].to_string(), Some(arg[2..].to_string()))
+        } else {
+            (arg.clone(), None)
+        };
+        let value = |it: &mut std::iter::Peekable<I::IntoIter>| -> Result<String, ArgError> {
+            match &attached {
+                Some(v) => Ok(v.clone()),
+                None => it.next().ok_or_else(|| ArgError::Missing(name.clone())),
+            }
+        };
+        match name.as_str() {
+            "-t" | "--tree" => a.tree = Some(parse_num(&name, &value(&mut it)?, "pid")?),
+            "-D" | "--images-dir" => a.images_dir = Some(value(&mut it)?.into()),
+            "-W" | "--work-dir" => a.work_dir = Some(value(&mut it)?.into()),
+            "-o" | "--log-file" => a.log_file = Some(value(&mut it)?.into()),
+            "--pidfile" => a.pidfile = Some(value(&mut it)?.into()),
+            "--timeout" => {
+                a.timeout = Some(parse_num(&name, &value(&mut it)?, "number of seconds")?)
+            }
+            "--feature" => a.feature = Some(value(&mut it)?),
+            "-v" => {
+                a.verbosity = match &attached {
+                    // "-vvv" counts the v's; "-v4" is a level.
+                    Some(v) if v.chars().all(|c| c == 'v') => 2 + 1 + v.len() as u32,
+                    Some(v) => parse_num(&name, v, "verbosity level")?,
+                    None => a.verbosity.max(2) + 1,
+                }
+            }
+            "--verbosity" => {
+                a.verbosity = match &attached {
+                    Some(v) => parse_num(&name, v, "verbosity level")?,
+                    None => a.verbosity.max(2) + 1,
+                }
+            }
+            "-d" | "--restore-detached" => a.restore_detached = true,
+            "-R" | "--leave-running" => a.leave_running = true,
+            "-j" | "--shell-job" => a.shell_job = true,
+            "--restore-sibling" => a.restore_sibling = true,
+            "-V" | "--version" => a.version = true,
+            "-h" | "--help" => a.help = true,
+            n if UNSUPPORTED_WITH_VALUE.contains(&n) || UNSUPPORTED_FLAGS.contains(&n) => {
+                return Err(ArgError::Unsupported(n.to_string()))
+            }
+            n if n.starts_with('-') && n.len() > 1 => return Err(ArgError::Unknown(arg.clone())),
+            _ if a.verb.is_empty() => a.verb = arg.clone(),
+            _ => a.rest.push(arg.clone()),
+        }
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Args, ArgError> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn criu_style_dump_command_lines_parse() {
+        let a = p("dump -t 42 -D /tmp/img -o dump.log -v4 --leave-running -j").unwrap();
+        assert_eq!(a.verb, "dump");
+        assert_eq!(a.tree, Some(42));
+        assert_eq!(
+            a.images_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/img"))
+        );
+        assert_eq!(
+            a.log_file.as_deref(),
+            Some(std::path::Path::new("dump.log"))
+        );
+        assert_eq!(a.verbosity, 4);
+        assert!(a.leave_running && a.shell_job);
+        let b = p("--tree=7 --images-dir=/x --verbosity=1 dump").unwrap();
+        assert_eq!((b.tree, b.verbosity, b.verb.as_str()), (Some(7), 1, "dump"));
+        assert_eq!(
+            p("restore -D/x -d --pidfile p").unwrap().pidfile.as_deref(),
+            Some(std::path::Path::new("p"))
+        );
+    }
+
+    #[test]
+    fn bad_options_are_refused_by_name() {
+        assert_eq!(
+            p("dump --frobnicate").unwrap_err(),
+            ArgError::Unknown("--frobnicate".into())
+        );
+        assert_eq!(p("dump -t").unwrap_err(), ArgError::Missing("-t".into()));
+        assert!(matches!(
+            p("dump -t abc").unwrap_err(),
+            ArgError::Invalid { .. }
+        ));
+        assert_eq!(
+            p("dump --tcp-established").unwrap_err(),
+            ArgError::Unsupported("--tcp-established".into())
+        );
+    }
+}

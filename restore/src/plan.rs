@@ -1,0 +1,275 @@
+//! Reading an image set into one validated, typed plan. Nothing is created while this
+//! runs; a malformed or inconsistent image is an error naming the file and the field.
+
+use crate::{RestoreError, Result};
+use stasis_images::{names, pb, ImageDir, ImageKind, PE_PRESENT};
+use std::collections::HashMap;
+
+/// One descriptor to reopen.
+#[derive(Clone, Debug)]
+pub struct FdPlan {
+    pub fd: i32,
+    pub cloexec: bool,
+    pub file_id: u32,
+    pub path: String,
+    pub flags: u32,
+    pub pos: u64,
+}
+
+/// Everything needed to restore one single-threaded process.
+#[derive(Clone, Debug)]
+pub struct TaskPlan {
+    pub pid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub thread_info: pb::ThreadInfoX86,
+    pub tc: pb::TaskCoreEntry,
+    pub thread_core: pb::ThreadCoreEntry,
+    pub mm: pb::MmEntry,
+    pub pagemap: Vec<pb::PagemapEntry>,
+    pub pages_name: String,
+    /// Bytes the pages file must hold.
+    pub pages_bytes: u64,
+    pub fds: Vec<FdPlan>,
+    pub cwd: String,
+    pub root: String,
+    pub umask: u32,
+    pub exe: String,
+    pub files: HashMap<u32, pb::RegFileEntry>,
+}
+
+const PAGE: u64 = 4096;
+
+fn bad(file: &str, what: impl Into<String>) -> RestoreError {
+    RestoreError::BadImage {
+        file: file.to_string(),
+        what: what.into(),
+    }
+}
+
+/// Reads and validates the image set in `dir`.
+pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
+    let inv: pb::InventoryEntry = dir.read_one(ImageKind::INVENTORY, names::INVENTORY)?;
+    if !matches!(inv.img_version, 1 | 2) {
+        return Err(bad(
+            names::INVENTORY,
+            format!("unsupported images version {}", inv.img_version),
+        ));
+    }
+    if inv.fdinfo_per_id != Some(true) {
+        return Err(bad(
+            names::INVENTORY,
+            "too old image (fdinfo_per_id not set)",
+        ));
+    }
+    let tree: Vec<pb::PstreeEntry> = dir.read(ImageKind::PSTREE, names::PSTREE)?;
+    let [task] = tree.as_slice() else {
+        return Err(RestoreError::Unsupported(format!(
+            "{} holds {} processes; only single-process images are supported yet",
+            names::PSTREE,
+            tree.len()
+        )));
+    };
+    let pid = task.pid as i32;
+    if pid <= 0 || task.threads != [task.pid] {
+        return Err(RestoreError::Unsupported(format!(
+            "pid {pid} in {} has threads {:?}; multi-threaded processes are not supported yet",
+            names::PSTREE,
+            task.threads
+        )));
+    }
+    let core_name = names::core(task.pid);
+    let core: pb::CoreEntry = dir.read_one(ImageKind::CORE, &core_name)?;
+    if core.mtype != pb::core_entry::March::X8664 as i32 {
+        return Err(bad(
+            &core_name,
+            format!("architecture {} is not x86-64", core.mtype),
+        ));
+    }
+    let thread_info = core
+        .thread_info
+        .clone()
+        .ok_or_else(|| bad(&core_name, "no thread_info"))?;
+    let tc = core
+        .tc
+        .clone()
+        .ok_or_else(|| bad(&core_name, "no tc (task core)"))?;
+    let thread_core = core
+        .thread_core
+        .clone()
+        .ok_or_else(|| bad(&core_name, "no thread_core"))?;
+    if !matches!(tc.task_state, 1 | 3) {
+        return Err(RestoreError::Unsupported(format!(
+            "{core_name}: task state {} (only alive or stopped tasks)",
+            tc.task_state
+        )));
+    }
+    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageKind::IDS, &names::ids(task.pid))?;
+    let mm_name = names::mm(task.pid);
+    let mm: pb::MmEntry = dir.read_one(ImageKind::MM, &mm_name)?;
+    check_vmas(&mm_name, &mm.vmas)?;
+    let (head, pagemap) = dir.read_pagemap(task.pid)?;
+    let pm_name = names::pagemap(task.pid);
+    let pages_bytes = check_pagemap(&pm_name, &pagemap, &mm.vmas)?;
+
+    let file_entries: Vec<pb::FileEntry> = dir.read(ImageKind::FILES, names::FILES)?;
+    let mut files = HashMap::new();
+    for f in file_entries {
+        match f.reg {
+            Some(reg) if f.r#type == pb::FdTypes::Reg as i32 => {
+                files.insert(f.id, reg);
+            }
+            _ => {
+                return Err(RestoreError::Unsupported(format!(
+                    "{}: file id {} has type {}; only regular files and devices are supported yet",
+                    names::FILES,
+                    f.id,
+                    f.r#type
+                )))
+            }
+        }
+    }
+    let file = |id: u32, what: &str, img: &str| -> Result<pb::RegFileEntry> {
+        files.get(&id).cloned().ok_or_else(|| {
+            bad(
+                img,
+                format!(
+                    "{what} refers to file id {id}, which {} lacks",
+                    names::FILES
+                ),
+            )
+        })
+    };
+    let fdinfo_name = names::fdinfo(ids.files_id);
+    let mut fds = Vec::new();
+    for e in dir.read::<pb::FdinfoEntry>(ImageKind::FDINFO, &fdinfo_name)? {
+        let reg = file(e.id, &format!("fd {}", e.fd), &fdinfo_name)?;
+        if e.fd > i32::MAX as u32 / 2 {
+            return Err(bad(
+                &fdinfo_name,
+                format!("fd number {} out of range", e.fd),
+            ));
+        }
+        fds.push(FdPlan {
+            fd: e.fd as i32,
+            cloexec: e.flags & libc::FD_CLOEXEC as u32 != 0,
+            file_id: e.id,
+            path: reg.name,
+            flags: reg.flags,
+            pos: reg.pos,
+        });
+    }
+    fds.sort_by_key(|f| f.fd);
+    if fds.windows(2).any(|w| w[0].fd == w[1].fd) {
+        return Err(bad(&fdinfo_name, "the same fd number appears twice"));
+    }
+    let fs_name = names::fs(task.pid);
+    let fs: pb::FsEntry = dir.read_one(ImageKind::FS, &fs_name)?;
+    let cwd = file(fs.cwd_id, "cwd", &fs_name)?.name;
+    let root = file(fs.root_id, "root", &fs_name)?.name;
+    let exe = file(mm.exe_file_id, "exe", &mm_name)?.name;
+    for v in &mm.vmas {
+        if v.status & crate::vma::FILE_MASK != 0 {
+            file(v.shmid as u32, &format!("mapping {:#x}", v.start), &mm_name)?;
+        }
+    }
+    Ok(TaskPlan {
+        pid,
+        pgid: task.pgid as i32,
+        sid: task.sid as i32,
+        thread_info,
+        tc,
+        thread_core,
+        mm,
+        pagemap,
+        pages_name: names::pages(head.pages_id),
+        pages_bytes,
+        fds,
+        cwd,
+        root,
+        umask: fs.umask.unwrap_or(0o022),
+        exe,
+        files,
+    })
+}
+
+fn check_vmas(img: &str, vmas: &[pb::VmaEntry]) -> Result<()> {
+    let mut prev_end = 0u64;
+    for (i, v) in vmas.iter().enumerate() {
+        if v.start % PAGE != 0 || v.end % PAGE != 0 || v.end <= v.start || v.pgoff % PAGE != 0 {
+            return Err(bad(
+                img,
+                format!(
+                    "vma {i} {:#x}-{:#x} is not a page-aligned range",
+                    v.start, v.end
+                ),
+            ));
+        }
+        if v.start < prev_end {
+            return Err(bad(
+                img,
+                format!("vma {i} at {:#x} overlaps or is out of order", v.start),
+            ));
+        }
+        if v.end > 0xffff_ffff_ffff_f000 {
+            return Err(bad(img, format!("vma {i} ends beyond the address space")));
+        }
+        prev_end = v.end;
+    }
+    Ok(())
+}
+
+fn check_pagemap(img: &str, pm: &[pb::PagemapEntry], vmas: &[pb::VmaEntry]) -> Result<u64> {
+    let mut total = 0u64;
+    let mut prev_end = 0u64;
+    for (i, e) in pm.iter().enumerate() {
+        let n = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        let flags = e.flags.unwrap_or(PE_PRESENT);
+        if flags != PE_PRESENT {
+            return Err(RestoreError::Unsupported(format!(
+                "{img}: entry {i} has flags {flags:#x}; incremental and lazy images are not supported yet"
+            )));
+        }
+        let end = n
+            .checked_mul(PAGE)
+            .and_then(|len| e.vaddr.checked_add(len))
+            .ok_or_else(|| bad(img, format!("entry {i} overflows")))?;
+        if e.vaddr % PAGE != 0 || n == 0 || e.vaddr < prev_end {
+            return Err(bad(
+                img,
+                format!(
+                    "entry {i} at {:#x} ({n} pages) is misaligned, empty or out of order",
+                    e.vaddr
+                ),
+            ));
+        }
+        let inside = vmas.iter().any(|v| v.start <= e.vaddr && end <= v.end)
+            || covered_by_adjacent(vmas, e.vaddr, end);
+        if !inside {
+            return Err(bad(
+                img,
+                format!(
+                    "entry {i} at {:#x} ({n} pages) lies outside every vma",
+                    e.vaddr
+                ),
+            ));
+        }
+        prev_end = end;
+        total += n * PAGE;
+    }
+    Ok(total)
+}
+
+/// A run of pages may span several adjacent VMAs.
+fn covered_by_adjacent(vmas: &[pb::VmaEntry], start: u64, end: u64) -> bool {
+    let mut at = start;
+    for v in vmas {
+        if v.start <= at && at < v.end {
+            at = v.end;
+            if at >= end {
+                return true;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,156 @@
+//! Checks that must all pass before anything is created: the PID is free, every file the
+//! image refers to is there, the pages file is complete, this kernel's vDSO is the one the
+//! image was dumped with, and this CPU enables every XSAVE component the image uses.
+
+use crate::plan::TaskPlan;
+use crate::{vma, RestoreError, Result};
+use stasis_images::ImageDir;
+use std::os::unix::fs::FileExt;
+
+/// Runs every check.
+pub fn check(plan: &TaskPlan, dir: &ImageDir) -> Result<()> {
+    if stasis_sys::process::pid_in_use(plan.pid) {
+        return Err(RestoreError::PidTaken { pid: plan.pid });
+    }
+    let mut paths: Vec<(&str, String)> = vec![
+        ("cwd", plan.cwd.clone()),
+        ("root", plan.root.clone()),
+        ("exe", plan.exe.clone()),
+    ];
+    for f in &plan.fds {
+        paths.push(("fd", f.path.clone()));
+    }
+    for v in plan
+        .mm
+        .vmas
+        .iter()
+        .filter(|v| v.status & vma::FILE_MASK != 0)
+    {
+        if let Some(f) = plan.files.get(&(v.shmid as u32)) {
+            paths.push(("mapped file", f.name.clone()));
+        }
+    }
+    for (what, p) in paths {
+        if let Err(e) = std::fs::metadata(&p) {
+            return Err(RestoreError::FileMissing {
+                what: what.to_string(),
+                path: p,
+                source: e,
+            });
+        }
+    }
+    let pages_path = dir.file_path(&plan.pages_name);
+    let len = std::fs::metadata(&pages_path)
+        .map_err(|source| RestoreError::FileMissing {
+            what: "pages image".into(),
+            path: pages_path.display().to_string(),
+            source,
+        })?
+        .len();
+    if len != plan.pages_bytes {
+        return Err(RestoreError::BadImage {
+            file: plan.pages_name.clone(),
+            what: format!(
+                "holds {len} bytes but the pagemap lists {} bytes of pages",
+                plan.pages_bytes
+            ),
+        });
+    }
+    check_vdso(plan, dir)?;
+    check_xsave(plan)?;
+    Ok(())
+}
+
+/// Offset in the pages file of the page at `addr`, if it was saved.
+fn page_offset(plan: &TaskPlan, addr: u64) -> Option<u64> {
+    let mut off = 0;
+    for e in &plan.pagemap {
+        let n = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        if e.vaddr <= addr && addr < e.vaddr + n * 4096 {
+            return Some(off + (addr - e.vaddr));
+        }
+        off += n * 4096;
+    }
+    None
+}
+
+/// The running kernel's [vdso] must be byte-identical to the dumped one: it is moved, not
+/// rebuilt, at restore.
+fn check_vdso(plan: &TaskPlan, dir: &ImageDir) -> Result<()> {
+    let Some(img) = plan.mm.vmas.iter().find(|v| v.status & vma::VDSO != 0) else {
+        return Ok(());
+    };
+    let own = crate::layout::special_mappings(std::process::id() as i32)?;
+    let vdso = own.vdso.ok_or_else(|| {
+        RestoreError::Unsupported("this kernel maps no [vdso], the image has one".into())
+    })?;
+    if vdso.1 - vdso.0 != img.end - img.start {
+        return Err(RestoreError::Unsupported(format!(
+            "the image's vDSO is {} bytes, this kernel's is {} bytes: it was dumped on another kernel build, and moving to another vDSO is not supported yet",
+            img.end - img.start,
+            vdso.1 - vdso.0
+        )));
+    }
+    if let Some(vv) = plan.mm.vmas.iter().find(|v| v.status & vma::VVAR != 0) {
+        let own_len = own.vvar.map_or(0, |r| r.1 - r.0) + own.vvar_vclock.map_or(0, |r| r.1 - r.0);
+        if own_len != vv.end - vv.start {
+            return Err(RestoreError::Unsupported(format!(
+                "the image's vvar area is {} bytes, this kernel's is {own_len} bytes (another kernel build)",
+                vv.end - vv.start
+            )));
+        }
+    }
+    let pages = std::fs::File::open(dir.file_path(&plan.pages_name)).map_err(|source| {
+        RestoreError::Io {
+            path: dir.file_path(&plan.pages_name),
+            source,
+        }
+    })?;
+    let me = std::fs::File::open("/proc/self/mem").map_err(|source| RestoreError::Io {
+        path: "/proc/self/mem".into(),
+        source,
+    })?;
+    let mut a = vec![0u8; 4096];
+    let mut b = vec![0u8; 4096];
+    let mut addr = img.start;
+    while addr < img.end {
+        if let Some(off) = page_offset(plan, addr) {
+            pages
+                .read_exact_at(&mut a, off)
+                .map_err(|source| RestoreError::Io {
+                    path: dir.file_path(&plan.pages_name),
+                    source,
+                })?;
+            me.read_exact_at(&mut b, vdso.0 + (addr - img.start))
+                .map_err(|source| RestoreError::Io {
+                    path: "/proc/self/mem".into(),
+                    source,
+                })?;
+            if a != b {
+                return Err(RestoreError::Unsupported(format!(
+                    "the image's vDSO differs from this kernel's at offset {:#x}: it was dumped on another kernel build, and moving to another vDSO is not supported yet",
+                    addr - img.start
+                )));
+            }
+        }
+        addr += 4096;
+    }
+    Ok(())
+}
+
+fn check_xsave(plan: &TaskPlan) -> Result<()> {
+    let bv = plan
+        .thread_info
+        .fpregs
+        .xsave
+        .as_ref()
+        .map_or(0b11, |x| x.xstate_bv);
+    let host = stasis_sys::xsave::supported_user_features();
+    let missing = bv & !host;
+    if missing != 0 {
+        return Err(RestoreError::Cpu(format!(
+            "the image's task uses XSAVE state components {missing:#x} that this CPU does not have (image xstate_bv {bv:#x}, host {host:#x})"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,645 @@
+//! The final metamorphosis, done from outside by remote calls: the one thing a task
+//! cannot do to itself is replace its own address space.
+//!
+//! A trampoline page with a `syscall` instruction is mapped at an address free in both
+//! layouts; through it stasis's own mappings are unmapped, the kernel's vDSO and vvar are
+//! moved onto the dumped addresses, every VMA is mapped and filled from the pages image
+//! (`pread64` inside the task: one copy), protections and madvise bits are set, the mm
+//! fields go in with `PR_SET_MM_MAP`, then per-thread state (TID address, robust list,
+//! sigaltstack, rseq, itimers, pending signals, prctls, credentials). Last, the trampoline
+//! is unmapped and, at that call's stop, the dumped registers and XSAVE state are set.
+
+use crate::layout::{self, Specials};
+use crate::plan::TaskPlan;
+use crate::{vma, RestoreError, Result};
+use stasis_checkpoint::x86;
+use stasis_parasite::{ProcMem, Tracee};
+use stasis_sys::ptrace;
+
+const PAGE: u64 = 4096;
+/// The trampoline: one code page, then scratch pages for arguments and results.
+const TRAMPOLINE_LEN: u64 = 16 * PAGE;
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+/// Largest single `pread64` the kernel performs.
+const MAX_IO: u64 = 0x7fff_f000;
+
+struct Ctx<'a> {
+    t: &'a mut Tracee,
+    mem: ProcMem,
+    scratch: u64,
+}
+
+impl Ctx<'_> {
+    fn call(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64> {
+        Ok(self.t.syscall_ok(name, nr, args)?)
+    }
+
+    /// Writes bytes into the scratch area at `off` and returns their address.
+    fn put(&self, off: u64, bytes: &[u8]) -> Result<u64> {
+        debug_assert!(off + bytes.len() as u64 <= TRAMPOLINE_LEN - PAGE);
+        self.mem.write(self.scratch + off, bytes)?;
+        Ok(self.scratch + off)
+    }
+
+    fn open(&mut self, path: &str, flags: u32) -> Result<u64> {
+        let mut bytes = path.as_bytes().to_vec();
+        bytes.push(0);
+        if bytes.len() as u64 > 8 * PAGE {
+            return Err(RestoreError::Unsupported(format!("path too long: {path}")));
+        }
+        let p = self.put(4 * PAGE, &bytes)?;
+        self.t
+            .syscall_ok(
+                "open",
+                libc::SYS_open,
+                [p, u64::from(flags) | libc::O_CLOEXEC as u64, 0, 0, 0, 0],
+            )
+            .map_err(|e| RestoreError::Rebuild(format!("opening {path} in the task: {e}")))
+    }
+}
+
+fn words(ws: &[u64]) -> Vec<u8> {
+    ws.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Rebuilds the seized child into the dumped task. `pages_fd` is the child's descriptor
+/// of the pages image; `extra_fds` are other descriptors of stasis's to close.
+pub fn rebuild(t: &mut Tracee, plan: &TaskPlan, pages_fd: i32, extra_fds: &[i32]) -> Result<()> {
+    let pid = t.pid();
+    let mem = ProcMem::open(pid)?;
+    t.find_syscall_ip(&mem)?;
+
+    // stasis's own rseq area is about to disappear: unregister it first.
+    let rseq = ptrace::get_rseq_configuration(pid)?;
+    if rseq.rseq_abi_pointer != 0 {
+        t.syscall_ok(
+            "rseq unregister",
+            libc::SYS_rseq,
+            [
+                rseq.rseq_abi_pointer,
+                u64::from(rseq.rseq_abi_size),
+                RSEQ_FLAG_UNREGISTER,
+                u64::from(rseq.signature),
+                0,
+                0,
+            ],
+        )?;
+    }
+
+    // The trampoline, free in the current and in the dumped layout.
+    let current = layout::mappings(pid)?;
+    let mut busy: Vec<(u64, u64)> = current.iter().map(|m| (m.0, m.1)).collect();
+    busy.extend(plan.mm.vmas.iter().map(|v| (v.start, v.end)));
+    let tramp = layout::free_range(&busy, 0x1000_0000, TRAMPOLINE_LEN)
+        .ok_or_else(|| RestoreError::Rebuild("no free address range for the trampoline".into()))?;
+    let got = t.syscall_ok(
+        "mmap trampoline",
+        libc::SYS_mmap,
+        [
+            tramp,
+            TRAMPOLINE_LEN,
+            (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    if got != tramp {
+        return Err(RestoreError::Rebuild(format!(
+            "trampoline landed at {got:#x}, not {tramp:#x}"
+        )));
+    }
+    mem.write(tramp, &[0x0f, 0x05, 0xcc, 0xcc])?;
+    t.set_syscall_ip(tramp);
+    let mut c = Ctx {
+        t,
+        mem,
+        scratch: tramp + PAGE,
+    };
+
+    // Unmap everything of stasis's but the trampoline and the kernel's special mappings.
+    for (s, e, name) in layout::mappings(pid)? {
+        let keep = s == tramp
+            || matches!(
+                name.as_str(),
+                "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]"
+            );
+        if !keep {
+            c.call("munmap", libc::SYS_munmap, [s, e - s, 0, 0, 0, 0])?;
+        }
+    }
+    move_specials(&mut c, plan, &busy, tramp)?;
+    map_vmas(&mut c, plan, pages_fd)?;
+    set_mm(&mut c, plan)?;
+    set_task_state(&mut c, plan)?;
+    for fd in std::iter::once(pages_fd).chain(extra_fds.iter().copied()) {
+        c.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
+    }
+    // Last call through the trampoline: unmap it. The task stops at that call's exit and
+    // never executes from it again.
+    c.call(
+        "munmap trampoline",
+        libc::SYS_munmap,
+        [tramp, TRAMPOLINE_LEN, 0, 0, 0, 0],
+    )?;
+    set_registers(c.t, plan)
+}
+
+/// Moves the kernel's [vvar], [vvar_vclock] and [vdso] onto the dumped addresses: first
+/// aside to a free range (targets may overlap the current places), then into place.
+fn move_specials(c: &mut Ctx, plan: &TaskPlan, busy: &[(u64, u64)], tramp: u64) -> Result<()> {
+    let sp: Specials = layout::special_mappings(c.t.pid())?;
+    let img_vdso = plan.mm.vmas.iter().find(|v| v.status & vma::VDSO != 0);
+    let img_vvar = plan.mm.vmas.iter().find(|v| v.status & vma::VVAR != 0);
+    let parts: Vec<(u64, u64)> = [sp.vvar, sp.vvar_vclock, sp.vdso]
+        .into_iter()
+        .flatten()
+        .collect();
+    let total: u64 = parts.iter().map(|(s, e)| e - s).sum();
+    let mut busy = busy.to_vec();
+    busy.push((tramp, tramp + TRAMPOLINE_LEN));
+    let park = layout::free_range(&busy, 0x2000_0000, total)
+        .ok_or_else(|| RestoreError::Rebuild("no free range to park the vDSO".into()))?;
+    let mut parked = Vec::new();
+    let mut at = park;
+    for (s, e) in &parts {
+        let len = e - s;
+        c.call(
+            "mremap (park)",
+            libc::SYS_mremap,
+            [*s, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, at, 0],
+        )?;
+        parked.push((at, len));
+        at += len;
+    }
+    // Parked pieces, in order: [vvar], [vvar_vclock], [vdso] (those the kernel has).
+    let mut parked = parked.into_iter();
+    let vvar_parts = [sp.vvar, sp.vvar_vclock].into_iter().flatten().count();
+    let mut target = img_vvar.map(|v| v.start);
+    for _ in 0..vvar_parts {
+        let (from, len) = parked.next().expect("parked vvar part");
+        match target {
+            // [vvar] then [vvar_vclock] right after it: one dumped VVAR entry.
+            Some(at) => {
+                c.call(
+                    "mremap vvar",
+                    libc::SYS_mremap,
+                    [from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, at, 0],
+                )?;
+                target = Some(at + len);
+            }
+            None => {
+                c.call("munmap vvar", libc::SYS_munmap, [from, len, 0, 0, 0, 0])?;
+            }
+        }
+    }
+    match (img_vdso, parked.next()) {
+        (Some(v), Some((from, len))) => {
+            c.call(
+                "mremap vdso",
+                libc::SYS_mremap,
+                [from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v.start, 0],
+            )?;
+        }
+        (None, Some((from, len))) => {
+            c.call("munmap vdso", libc::SYS_munmap, [from, len, 0, 0, 0, 0])?;
+        }
+        (Some(_), None) => {
+            return Err(RestoreError::Unsupported(
+                "the image has a vDSO, this kernel maps none".into(),
+            ))
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// Maps every dumped VMA, fills its saved pages from the pages image, then sets its
+/// final protection and madvise bits.
+fn map_vmas(c: &mut Ctx, plan: &TaskPlan, pages_fd: i32) -> Result<()> {
+    // Which VMAs get pages: they are mapped writable first.
+    let mut has_pages = vec![false; plan.mm.vmas.len()];
+    for e in &plan.pagemap {
+        let end = e.vaddr + e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * PAGE;
+        for (i, v) in plan.mm.vmas.iter().enumerate() {
+            if v.start < end && e.vaddr < v.end {
+                has_pages[i] = true;
+            }
+        }
+    }
+    let mut file_fds: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
+    for (i, v) in plan.mm.vmas.iter().enumerate() {
+        if v.status & (vma::VDSO | vma::VVAR | vma::VSYSCALL) != 0 {
+            continue;
+        }
+        let keep =
+            (libc::MAP_SHARED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN)
+                as u32;
+        let flags = u64::from(v.flags & keep) | libc::MAP_FIXED_NOREPLACE as u64;
+        let mut prot = u64::from(v.prot);
+        if has_pages[i] {
+            prot |= libc::PROT_WRITE as u64;
+        }
+        let (fd, pgoff) = if v.status & vma::FILE_MASK != 0 {
+            let f = plan
+                .files
+                .get(&(v.shmid as u32))
+                .ok_or_else(|| RestoreError::Rebuild(format!("no file for vma {:#x}", v.start)))?;
+            let open_flags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
+            let key = (v.shmid as u32, open_flags);
+            let fd = match file_fds.get(&key) {
+                Some(&fd) => fd,
+                None => {
+                    let fd = c.open(&f.name, open_flags)?;
+                    file_fds.insert(key, fd);
+                    fd
+                }
+            };
+            (fd, v.pgoff)
+        } else {
+            (u64::MAX, 0)
+        };
+        let got = c.call(
+            "mmap",
+            libc::SYS_mmap,
+            [v.start, v.end - v.start, prot, flags, fd, pgoff],
+        )?;
+        if got != v.start {
+            return Err(RestoreError::Rebuild(format!(
+                "vma {:#x} was mapped at {got:#x}",
+                v.start
+            )));
+        }
+    }
+    for fd in file_fds.into_values() {
+        c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    }
+    // Pages, in pagemap order: the pages image is their concatenation.
+    let mut off = 0u64;
+    let vdso = plan
+        .mm
+        .vmas
+        .iter()
+        .find(|v| v.status & vma::VDSO != 0)
+        .map(|v| (v.start, v.end));
+    for e in &plan.pagemap {
+        let len = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * PAGE;
+        if vdso.is_some_and(|(s, end)| s <= e.vaddr && e.vaddr < end) {
+            // The dumped vDSO pages only serve the preflight comparison: the kernel's own
+            // vDSO was moved here.
+            off += len;
+            continue;
+        }
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(MAX_IO);
+            let got = c.call(
+                "pread64 pages",
+                libc::SYS_pread64,
+                [pages_fd as u64, e.vaddr + done, n, off + done, 0, 0],
+            )?;
+            if got == 0 {
+                return Err(RestoreError::BadImage {
+                    file: plan.pages_name.clone(),
+                    what: format!("ends before the page at {:#x}", e.vaddr + done),
+                });
+            }
+            done += got;
+        }
+        off += len;
+    }
+    for (i, v) in plan.mm.vmas.iter().enumerate() {
+        if v.status & (vma::VDSO | vma::VVAR | vma::VSYSCALL) != 0 {
+            continue;
+        }
+        if has_pages[i] && v.prot & libc::PROT_WRITE as u32 == 0 {
+            c.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                [v.start, v.end - v.start, u64::from(v.prot), 0, 0, 0],
+            )?;
+        }
+        let madv = v.madv.unwrap_or(0);
+        for advice in 0..64u64 {
+            if madv & (1 << advice) != 0 {
+                c.call(
+                    "madvise",
+                    libc::SYS_madvise,
+                    [v.start, v.end - v.start, advice, 0, 0, 0],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `PR_SET_MM_MAP`: code/data/brk/stack/args/env/auxv and the exe file in one call.
+fn set_mm(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
+    let mm = &plan.mm;
+    let exe_fd = c.open(&plan.exe, libc::O_RDONLY as u32)?;
+    let auxv = words(&mm.mm_saved_auxv);
+    let auxv_addr = c.put(2 * PAGE, &auxv)?;
+    let mut map = words(&[
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+        auxv_addr,
+    ]);
+    map.extend_from_slice(&(auxv.len() as u32).to_le_bytes());
+    map.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+    let map_addr = c.put(0, &map)?;
+    c.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        [PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0, 0],
+    )?;
+    c.call("close", libc::SYS_close, [exe_fd, 0, 0, 0, 0, 0])?;
+    if let Some(d) = mm.dumpable.filter(|d| matches!(d, 0 | 1)) {
+        c.call(
+            "prctl(PR_SET_DUMPABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_DUMPABLE as u64, d as u64, 0, 0, 0, 0],
+        )?;
+    }
+    if mm.thp_disabled == Some(true) {
+        c.call(
+            "prctl(PR_SET_THP_DISABLE)",
+            libc::SYS_prctl,
+            [libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Per-task state that needs the final address space: TID address, robust list,
+/// sigaltstack, rseq, TLS slots, itimers, prctls, pending signals, credentials.
+fn set_task_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
+    let pid = c.t.pid() as u64;
+    let ti = &plan.thread_info;
+    let th = &plan.thread_core;
+    c.call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        [ti.clear_tid_addr, 0, 0, 0, 0, 0],
+    )?;
+    c.call(
+        "set_robust_list",
+        libc::SYS_set_robust_list,
+        [th.futex_rla, u64::from(th.futex_rla_len), 0, 0, 0, 0],
+    )?;
+    if let Some(sas) = &th.sas {
+        let mode = sas.ss_flags & !(libc::SS_ONSTACK as u32);
+        let ss = words(&[sas.ss_sp, u64::from(mode), sas.ss_size]);
+        let a = c.put(0, &ss)?;
+        c.call("sigaltstack", libc::SYS_sigaltstack, [a, 0, 0, 0, 0, 0])?;
+    }
+    if let Some(r) = th.rseq_entry.filter(|r| r.rseq_abi_pointer != 0) {
+        c.call(
+            "rseq",
+            libc::SYS_rseq,
+            [
+                r.rseq_abi_pointer,
+                u64::from(r.rseq_abi_size),
+                0,
+                u64::from(r.signature),
+                0,
+                0,
+            ],
+        )?;
+    }
+    for d in ti.tls.iter().filter(|d| d.base_addr != 0 || d.limit != 0) {
+        let flags = u32::from(d.seg_32bit)
+            | u32::from(d.contents_l) << 1
+            | u32::from(d.contents_h) << 2
+            | u32::from(d.read_exec_only) << 3
+            | u32::from(d.limit_in_pages) << 4
+            | u32::from(d.seg_not_present) << 5
+            | u32::from(d.usable) << 6;
+        let desc = ptrace::UserDesc {
+            entry_number: d.entry_number,
+            base_addr: d.base_addr,
+            limit: d.limit,
+            flags,
+        };
+        ptrace::set_thread_area(c.t.pid(), d.entry_number, &desc)?;
+    }
+    if let Some(timers) = &plan.tc.timers {
+        for (which, it) in [
+            (libc::ITIMER_REAL, &timers.real),
+            (libc::ITIMER_VIRTUAL, &timers.virt),
+            (libc::ITIMER_PROF, &timers.prof),
+        ] {
+            if it.vsec == 0 && it.vusec == 0 {
+                continue;
+            }
+            let a = c.put(0, &words(&[it.isec, it.iusec, it.vsec, it.vusec]))?;
+            c.call(
+                "setitimer",
+                libc::SYS_setitimer,
+                [which as u64, a, 0, 0, 0, 0],
+            )?;
+        }
+    }
+    if let Some(sig) = th.pdeath_sig.filter(|&s| s != 0) {
+        c.call(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0, 0],
+        )?;
+    }
+    if plan.tc.child_subreaper == Some(true) {
+        c.call(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    // Pending signals are queued by the task itself: only a task may queue a siginfo with
+    // a kernel si_code to itself.
+    let queues = [
+        (plan.thread_core.signals_p.as_ref(), false),
+        (plan.tc.signals_s.as_ref(), true),
+    ];
+    for (q, shared) in queues {
+        for si in q.map(|q| q.signals.as_slice()).unwrap_or_default() {
+            if si.siginfo.len() != 128 {
+                return Err(RestoreError::BadImage {
+                    file: stasis_images::names::core(plan.pid as u32),
+                    what: "siginfo is not 128 bytes".into(),
+                });
+            }
+            let signo = u64::from(u32::from_le_bytes(
+                si.siginfo[0..4].try_into().expect("4 bytes"),
+            ));
+            let a = c.put(0, &si.siginfo)?;
+            if shared {
+                c.call(
+                    "rt_sigqueueinfo",
+                    libc::SYS_rt_sigqueueinfo,
+                    [pid, signo, a, 0, 0, 0],
+                )?;
+            } else {
+                c.call(
+                    "rt_tgsigqueueinfo",
+                    libc::SYS_rt_tgsigqueueinfo,
+                    [pid, pid, signo, a, 0, 0],
+                )?;
+            }
+        }
+    }
+    set_creds(c, plan)
+}
+
+/// Credentials last: everything before needed stasis's privileges.
+fn set_creds(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
+    let Some(cr) = &plan.thread_core.creds else {
+        return Ok(());
+    };
+    let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        own.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| {
+                l[k.len()..]
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let ids = |v: Vec<String>| {
+        v.iter()
+            .filter_map(|s| s.parse::<u32>().ok())
+            .collect::<Vec<u32>>()
+    };
+    let same = ids(field("Uid:")) == [cr.uid, cr.euid, cr.suid, cr.fsuid]
+        && ids(field("Gid:")) == [cr.gid, cr.egid, cr.sgid, cr.fsgid]
+        && ids(field("Groups:")) == cr.groups;
+    if same {
+        return Ok(());
+    }
+    let groups: Vec<u8> = cr.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    let a = c.put(0, &groups)?;
+    c.call(
+        "prctl(PR_SET_KEEPCAPS)",
+        libc::SYS_prctl,
+        [libc::PR_SET_KEEPCAPS as u64, 1, 0, 0, 0, 0],
+    )?;
+    c.call(
+        "setgroups",
+        libc::SYS_setgroups,
+        [cr.groups.len() as u64, a, 0, 0, 0, 0],
+    )?;
+    c.call(
+        "setresgid",
+        libc::SYS_setresgid,
+        [
+            u64::from(cr.gid),
+            u64::from(cr.egid),
+            u64::from(cr.sgid),
+            0,
+            0,
+            0,
+        ],
+    )?;
+    c.call(
+        "setresuid",
+        libc::SYS_setresuid,
+        [
+            u64::from(cr.uid),
+            u64::from(cr.euid),
+            u64::from(cr.suid),
+            0,
+            0,
+            0,
+        ],
+    )?;
+    c.call(
+        "setfsgid",
+        libc::SYS_setfsgid,
+        [u64::from(cr.fsgid), 0, 0, 0, 0, 0],
+    )?;
+    c.call(
+        "setfsuid",
+        libc::SYS_setfsuid,
+        [u64::from(cr.fsuid), 0, 0, 0, 0, 0],
+    )?;
+    // capset v3: header {version, pid}, then two data words {effective, permitted, inheritable}.
+    let w = |v: &[u32], i: usize| v.get(i).copied().unwrap_or(0);
+    let mut capdata: Vec<u8> = Vec::new();
+    for i in 0..2 {
+        for x in [w(&cr.cap_eff, i), w(&cr.cap_prm, i), w(&cr.cap_inh, i)] {
+            capdata.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let hdr = c.put(
+        0,
+        &[0x2008_0522u32.to_le_bytes(), 0u32.to_le_bytes()].concat(),
+    )?;
+    let data = c.put(64, &capdata)?;
+    c.call("capset", libc::SYS_capset, [hdr, data, 0, 0, 0, 0])?;
+    c.call(
+        "prctl(PR_SET_KEEPCAPS)",
+        libc::SYS_prctl,
+        [libc::PR_SET_KEEPCAPS as u64, 0, 0, 0, 0, 0],
+    )?;
+    c.call(
+        "prctl(PR_SET_SECUREBITS)",
+        libc::SYS_prctl,
+        [
+            libc::PR_SET_SECUREBITS as u64,
+            u64::from(cr.secbits),
+            0,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    Ok(())
+}
+
+/// ERESTART* codes a task stopped inside a system call may hold in `rax`.
+const ERESTARTSYS: i64 = -512;
+const ERESTARTNOINTR: i64 = -513;
+const ERESTARTNOHAND: i64 = -514;
+const ERESTART_RESTARTBLOCK: i64 = -516;
+
+/// Sets the dumped registers and XSAVE state as the ones put back at release. A system
+/// call the task was inside of is restarted as the kernel would have; one with a lost
+/// restart block returns EINTR (as in CRIU).
+fn set_registers(t: &mut Tracee, plan: &TaskPlan) -> Result<()> {
+    let pid = t.pid();
+    let mut regs = x86::regs_from_image(&plan.thread_info.gpregs, *t.regs());
+    if (regs.orig_rax as i64) >= 0 {
+        match regs.rax as i64 {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+                regs.rax = regs.orig_rax;
+                regs.rip -= 2;
+            }
+            ERESTART_RESTARTBLOCK => regs.rax = (-libc::EINTR) as u64,
+            _ => {}
+        }
+    }
+    regs.orig_rax = u64::MAX;
+    let mut buf = vec![0u8; 1 << 16];
+    let n = ptrace::get_regset(pid, ptrace::NT_X86_XSTATE, &mut buf)?;
+    buf.truncate(n);
+    x86::xsave_from_image(&plan.thread_info.fpregs, &mut buf)
+        .map_err(|e| RestoreError::Cpu(e.to_string()))?;
+    ptrace::set_regset(pid, ptrace::NT_X86_XSTATE, &buf)?;
+    t.set_saved_regs(regs);
+    t.set_saved_sigmask(plan.tc.blk_sigset);
+    Ok(())
+}
