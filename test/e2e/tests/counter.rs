@@ -80,6 +80,11 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
         cmdline_before,
         "cmdline of the restored process"
     );
+    assert_eq!(
+        proc::stat(pid).unwrap().ppid,
+        std::process::id() as proc::Pid,
+        "after restore -d the process should be reparented to the test, its child subreaper"
+    );
 
     w.wait_ticks_after(at_dump.len(), 5, LINE_TIMEOUT);
     let lines = w.lines();
@@ -120,12 +125,17 @@ fn restored_counter_has_the_same_memory_map_and_open_files_as_the_original() {
     assert!(w.is_alive(), "restored process {pid} {}", w.how_it_ended());
 
     let maps_after = proc::maps(pid);
-    let show = |m: &[proc::MapLine]| m.iter().map(|l| format!("  {l}\n")).collect::<String>();
+    let only = |a: &[proc::MapLine], b: &[proc::MapLine]| {
+        a.iter()
+            .filter(|l| !b.contains(l))
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    };
     assert!(
         maps_before == maps_after,
-        "/proc/{pid}/maps differs after restore\nbefore:\n{}after:\n{}",
-        show(&maps_before),
-        show(&maps_after)
+        "/proc/{pid}/maps differs after restore\nonly before the dump:\n{}only after the restore:\n{}",
+        only(&maps_before, &maps_after),
+        only(&maps_after, &maps_before)
     );
     assert_eq!(
         proc::fd_targets(pid),
