@@ -8,7 +8,9 @@
  * non-zero (the bench re-derives the pattern to check a restored copy). Then appends
  * "ready 0x<addr> <bytes>\n" to LOG and, every 10 ms, the next counter value "N\n".
  * The bench reads LOG to know the process is ready and that a restored copy went on
- * counting from where the dump froze it. Stdio is /dev/null (the bench arranges it).
+ * counting from where the dump froze it. Stdio is /dev/null (the bench arranges it);
+ * every other inherited fd is closed first, so the dumped fd table is exactly stdio
+ * and the log, whatever the shell that started the bench left open.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,6 +58,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setsid();
+	close_range(3, ~0U, 0);
 
 	size_t len = (size_t)strtoull(argv[1], NULL, 10) << 20;
 	uint64_t seed = strtoull(argv[3], NULL, 0);

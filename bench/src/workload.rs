@@ -116,7 +116,7 @@ pub struct Workload {
 
 impl Workload {
     /// Starts a workload of `mib` MiB logging to `log`, and waits until its memory is
-    /// filled and it has ticked once.
+    /// filled and it has ticked three times.
     pub fn start(program: &WorkloadProgram, mib: u64, log: &Path) -> Result<Workload> {
         let _ = fs::remove_file(log);
         let child = Command::new(&program.path)
@@ -136,10 +136,12 @@ impl Workload {
             region: Region { addr: 0, len: 0 },
         };
         // Filling runs at a few GB/s; allow a generous margin for a loaded machine.
-        let deadline = Instant::now() + Duration::from_secs(10 + mib / 128);
+        let patience = Duration::from_secs(10 + mib / 128);
+        let deadline = Instant::now() + patience;
         loop {
             let state = Log::read(log)?;
-            if let (Some(region), Some(_)) = (state.region, state.last_tick()) {
+            // A few ticks in, the process has run its loop and touched what it uses.
+            if let (Some(region), true) = (state.region, state.ticks.len() >= 3) {
                 ensure!(
                     region.len == mib << 20,
                     "workload {pid} announced {} bytes, asked for {mib} MiB",
@@ -153,8 +155,8 @@ impl Workload {
             }
             ensure!(
                 Instant::now() < deadline,
-                "workload {pid} ({mib} MiB) not ready after {:?}",
-                deadline.elapsed()
+                "workload {pid} ({mib} MiB) not ready after {patience:?} (log {})",
+                log.display()
             );
             sleep(Duration::from_millis(5));
         }
