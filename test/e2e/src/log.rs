@@ -154,3 +154,19 @@ pub fn pairs(line: &str) -> std::collections::BTreeMap<String, String> {
         .map(|c| (c[0].to_string(), c[1].to_string()))
         .collect()
 }
+
+/// Panics if any line reports a failure the workload detected itself
+/// (`FAIL` anywhere in the line), showing each such line in context.
+#[track_caller]
+pub fn assert_no_fail(lines: &[String]) {
+    let fails: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("FAIL"))
+        .collect();
+    if let Some(&first) = fails.first() {
+        panic!(
+            "the workload reported {} failure(s); the first in context:\n{}",
+            fails.len(),
+            around(lines, first, 4)
+        );
+    }
+}

@@ -162,6 +162,51 @@ pub fn fd_targets(pid: Pid) -> BTreeMap<i32, String> {
         .collect()
 }
 
+/// fd number → the `flags:` field of `/proc/PID/fdinfo/N` (octal, as the
+/// kernel prints it: access mode, O_APPEND, O_CLOEXEC, ...).
+pub fn fd_flags(pid: Pid) -> BTreeMap<i32, String> {
+    fd_targets(pid)
+        .into_keys()
+        .filter_map(|fd| {
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))?
+                .trim()
+                .to_string();
+            Some((fd, flags))
+        })
+        .collect()
+}
+
+/// Names the bits in which two octal fdinfo `flags:` values differ, e.g.
+/// `"+O_CLOEXEC"` (set in `after` only) or `"-O_APPEND"`.
+pub fn flag_change(before: &str, after: &str) -> String {
+    const NAMES: [(u32, &str); 8] = [
+        (0o1, "O_WRONLY"),
+        (0o2, "O_RDWR"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (0o2000000, "O_CLOEXEC"),
+    ];
+    let parse = |s: &str| u32::from_str_radix(s, 8).unwrap_or(0);
+    let (b, a) = (parse(before), parse(after));
+    let mut out = Vec::new();
+    for (bit, name) in NAMES {
+        if a & bit != b & bit {
+            out.push(format!("{}{name}", if a & bit != 0 { "+" } else { "-" }));
+        }
+    }
+    let known: u32 = NAMES.iter().map(|n| n.0).sum();
+    if (a ^ b) & !known != 0 {
+        out.push(format!("other bits {:#o}", (a ^ b) & !known));
+    }
+    out.join(" ")
+}
+
 /// One line of `/proc/PID/maps` without dev and inode (which name the same
 /// file either way): `start-end perms offset path`.
 #[derive(Debug, Clone, PartialEq, Eq)]

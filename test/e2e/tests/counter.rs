@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use stasis_e2e::counter::{filled_checksum, verify};
-use stasis_e2e::log::{assert_ticks_continuous, ticks};
+use stasis_e2e::log::{assert_no_fail, assert_ticks_continuous, ticks};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
 
 #[test]
@@ -95,6 +95,7 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
         "the first tick after restore must follow the last before the dump ({last_tick})"
     );
     assert_ticks_continuous(&lines);
+    assert_no_fail(&lines);
     let after = verify(&w);
     assert_eq!(
         after.checksum, filled,
@@ -117,6 +118,7 @@ fn restored_counter_has_the_same_memory_map_and_open_files_as_the_original() {
     w.wait_ticks_after(0, 3, LINE_TIMEOUT);
     let maps_before = proc::maps(pid);
     let fds_before = proc::fd_targets(pid);
+    let flags_before = proc::fd_flags(pid);
     let cwd_before = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
 
     dump(&images, pid, &[]).assert_success();
@@ -142,6 +144,23 @@ fn restored_counter_has_the_same_memory_map_and_open_files_as_the_original() {
         fds_before,
         "open fds (fd -> target) after restore"
     );
+    let flags_after = proc::fd_flags(pid);
+    let changed: Vec<String> = flags_before
+        .iter()
+        .filter(|(fd, f)| flags_after.get(fd) != Some(f))
+        .map(|(fd, f)| {
+            let after = flags_after
+                .get(fd)
+                .map(String::as_str)
+                .unwrap_or("(closed)");
+            format!("fd {fd}: {f} -> {after} ({})", proc::flag_change(f, after))
+        })
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "fd flags changed by the restore:\n  {}",
+        changed.join("\n  ")
+    );
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
         cwd_before,
@@ -150,4 +169,45 @@ fn restored_counter_has_the_same_memory_map_and_open_files_as_the_original() {
     let n = w.lines().len();
     w.wait_ticks_after(n, 3, LINE_TIMEOUT);
     assert_ticks_continuous(&w.lines());
+    assert_no_fail(&w.lines());
+}
+
+#[test]
+fn the_same_image_set_restores_twice_to_the_same_point() {
+    let dir = ScratchDir::new("counter-twice");
+    let images = dir.subdir("images");
+    let w = Workload::start(
+        "counter",
+        &dir.join("counter.log"),
+        &["8", "4242"],
+        dir.path(),
+    );
+    let pid = w.pid();
+    let filled = filled_checksum(&w);
+    w.wait_ticks_after(0, 3, LINE_TIMEOUT);
+    dump(&images, pid, &[]).assert_success();
+    w.assert_gone(Duration::from_secs(10));
+    let last = assert_ticks_continuous(&w.lines());
+
+    for round in 1..=2 {
+        let from = w.lines().len();
+        restore(&images, &[]).assert_success();
+        assert!(
+            w.is_alive(),
+            "restore #{round}: process {pid} {}",
+            w.how_it_ended()
+        );
+        w.wait_ticks_after(from, 3, LINE_TIMEOUT);
+        let lines = w.lines();
+        let run = &lines[from..];
+        assert_eq!(
+            ticks(run)[0].1,
+            last + 1,
+            "restore #{round} starts from the dumped tick"
+        );
+        assert_ticks_continuous(run);
+        assert_eq!(verify(&w).checksum, filled, "restore #{round}: memory");
+        assert_no_fail(&lines);
+        proc::kill_and_reap(pid, Duration::from_secs(10)).unwrap();
+    }
 }

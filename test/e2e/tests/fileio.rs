@@ -111,6 +111,14 @@ fn fileio_continues_writing_at_its_offset_and_keeps_its_private_mapping_change()
             "the private mapping lost its change or the file changed under it: {line}"
         );
         assert_eq!(
+            kv["dup"], "ok",
+            "the fd and its dup no longer share one offset: {line}"
+        );
+        assert_eq!(
+            kv["read"], "ok",
+            "the separately opened read fd lost its own offset: {line}"
+        );
+        assert_eq!(
             kv["off"],
             ((n + 1) * REC_LEN).to_string(),
             "fd offset after writing record {n}: {line}"

@@ -44,6 +44,11 @@ fn fileio_workload_writes_contiguous_records_and_keeps_its_private_mapping_chang
         let n: u64 = kv["tick"].parse().unwrap();
         assert_eq!(kv["off"], ((n + 1) * 13).to_string(), "{l}");
         assert_eq!(kv["map"], "ok", "{l}");
+        assert_eq!(
+            (kv["dup"].as_str(), kv["read"].as_str()),
+            ("ok", "ok"),
+            "{l}"
+        );
     }
     assert_eq!(
         std::fs::read(dir.join("map.bin")).unwrap(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use stasis_e2e::counter::{filled_checksum, verify};
-use stasis_e2e::log::{assert_ticks_continuous, ticks};
+use stasis_e2e::log::{assert_no_fail, assert_ticks_continuous, ticks};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
 
 #[test]
@@ -67,4 +67,5 @@ fn dump_with_leave_running_keeps_the_original_ticking_and_its_image_resumes_from
     let v = verify(&w);
     assert_eq!(v.checksum, filled, "memory after restore");
     assert_eq!(v.rseq, "busy", "rseq registration after restore");
+    assert_no_fail(&w.lines());
 }

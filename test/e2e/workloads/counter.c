@@ -5,7 +5,10 @@
  *   "mmap":  MEM_MB MiB from malloc (glibc serves it with mmap),
  *   "heap":  96 KiB from malloc (below the mmap threshold: the brk heap),
  *   "stack": 32 KiB array in main's frame.
- * Then every ~10 ms increments a counter and logs "tick <n>". On SIGUSR1
+ * Then every ~10 ms increments a counter and logs "tick <n>"; each tick also
+ * reads CLOCK_MONOTONIC through glibc (served by the vDSO, so a vDSO not
+ * where the process expects it crashes it) and logs "clock FAIL <prev> <now>"
+ * if the clock went backwards. On SIGUSR1
  * (the handler sets a flag; the main loop acts) it re-derives the sequences,
  * compares every 8-byte word and logs
  *   "verify ok <n> <checksum> rseq <state>"   or   "verify FAIL <region> <offset>"
@@ -137,7 +140,15 @@ int main(int argc, char **argv)
 	log_line("filled %016llx", (unsigned long long)checksum(regions, 3));
 
 	unsigned long long n = 0;
+	struct timespec prev = { 0, 0 };
 	for (;;) {
+		struct timespec now;
+		if (clock_gettime(CLOCK_MONOTONIC, &now))
+			die("clock_gettime");
+		if (now.tv_sec < prev.tv_sec || (now.tv_sec == prev.tv_sec && now.tv_nsec < prev.tv_nsec))
+			log_line("clock FAIL %lld.%09ld %lld.%09ld", (long long)prev.tv_sec,
+				 prev.tv_nsec, (long long)now.tv_sec, now.tv_nsec);
+		prev = now;
 		if (verify_requested) {
 			verify_requested = 0;
 			int bad = -1;

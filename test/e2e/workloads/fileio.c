@@ -1,10 +1,15 @@
 /*
  * fileio LOG DATAFILE MAPFILE [SHAREDFILE]
  *
- * - DATAFILE is opened O_WRONLY|O_CREAT|O_TRUNC (not O_APPEND): each tick
- *   writes the fixed-width record "rec %08llu\n" through the fd, so record n
- *   lands at n * REC_LEN only if the fd's offset survived; the offset read
- *   back with lseek is logged.
+ * - DATAFILE is opened O_WRONLY|O_CREAT|O_TRUNC (not O_APPEND) and dup()ed:
+ *   each tick writes the fixed-width record "rec %08llu\n", on even ticks
+ *   through the fd, on odd ticks through its dup, so record n lands at
+ *   n * REC_LEN only if the offset survived and the two fds still share one
+ *   open file description; the offset read back with lseek is logged, and
+ *   "dup ok" if both fds report it.
+ * - DATAFILE is also opened a second time O_RDONLY: an independent file
+ *   description with its own offset. Each tick read(2)s the record just
+ *   written through it: "read ok" if it is the expected record.
  * - MAPFILE (made by the test, at least 3 pages) is mapped MAP_PRIVATE
  *   read-write; the workload writes MAP_MARK at MAP_MARK_OFF (page 1) and
  *   leaves pages 0 and 2 untouched. Each tick it checks that the mapping
@@ -15,7 +20,8 @@
  *   each tick writes "shared <n>\n" padded to SHARED_LEN at its start, so
  *   the test can read the file and see the restored mapping is still shared.
  *
- * Log: "start pid <pid>", then "tick <n> off <offset> map ok|FAIL <why>".
+ * Log: "start pid <pid>", then
+ *   "tick <n> off <offset> dup ok|FAIL read ok|FAIL map ok|FAIL <why>".
  */
 #include "common.h"
 
@@ -63,6 +69,12 @@ int main(int argc, char **argv)
 	int data_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (data_fd < 0)
 		die("open DATAFILE");
+	int data_dup = dup(data_fd);
+	if (data_dup < 0)
+		die("dup DATAFILE");
+	int reader_fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+	if (reader_fd < 0)
+		die("open DATAFILE for reading");
 
 	/* Kept open: the check re-reads the file through it every tick. */
 	int mapfile_fd = open(argv[3], O_RDONLY | O_CLOEXEC);
@@ -99,8 +111,15 @@ int main(int argc, char **argv)
 	for (unsigned long long n = 0;; n++) {
 		char rec[REC_LEN + 1];
 		snprintf(rec, sizeof rec, "rec %08llu\n", n);
-		write_all(data_fd, rec, REC_LEN);
+		write_all(n % 2 ? data_dup : data_fd, rec, REC_LEN);
 		off_t off = lseek(data_fd, 0, SEEK_CUR);
+		const char *dup_ok = lseek(data_dup, 0, SEEK_CUR) == off ? "ok" : "FAIL";
+		char back[REC_LEN];
+		ssize_t got;
+		do
+			got = read(reader_fd, back, REC_LEN);
+		while (got < 0 && errno == EINTR);
+		const char *read_ok = got == REC_LEN && !memcmp(back, rec, REC_LEN) ? "ok" : "FAIL";
 		if (shared) {
 			char line[SHARED_LEN + 1];
 			int len = snprintf(line, sizeof line, "shared %llu", n);
@@ -110,9 +129,11 @@ int main(int argc, char **argv)
 		}
 		const char *why = check_map(mapfile_fd);
 		if (why)
-			log_line("tick %llu off %lld map FAIL %s", n, (long long)off, why);
+			log_line("tick %llu off %lld dup %s read %s map FAIL %s", n, (long long)off,
+				 dup_ok, read_ok, why);
 		else
-			log_line("tick %llu off %lld map ok", n, (long long)off);
+			log_line("tick %llu off %lld dup %s read %s map ok", n, (long long)off,
+				 dup_ok, read_ok);
 		sleep_ms(10);
 	}
 }
