@@ -85,6 +85,11 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
         std::process::id() as proc::Pid,
         "after restore -d the process should be reparented to the test, its child subreaper"
     );
+    assert_eq!(
+        proc::tracer_pid(pid),
+        Some(0),
+        "the restored process is still ptrace-attached after restore -d returned"
+    );
 
     w.wait_ticks_after(at_dump.len(), 5, LINE_TIMEOUT);
     let lines = w.lines();
