@@ -107,8 +107,10 @@ fn open_fds(plan: &TaskPlan) -> Result<(), String> {
         if raw != f.fd {
             process::dup3(raw, f.fd, cloexec).map_err(|e| e.to_string())?;
             process::close_fd(raw);
-        } else if f.cloexec {
-            process::set_fd_flags(raw, libc::FD_CLOEXEC).map_err(|e| e.to_string())?;
+        } else {
+            // std opens with O_CLOEXEC: set the dumped flag either way.
+            let fd_flags = if f.cloexec { libc::FD_CLOEXEC } else { 0 };
+            process::set_fd_flags(raw, fd_flags).map_err(|e| e.to_string())?;
         }
         if let Err(e) = process::seek_to(f.fd, f.pos) {
             if e.errno() != Some(libc::ESPIPE) {
