@@ -66,6 +66,7 @@ fn bench(opts: &Options) -> Result<Report> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
         .context("prctl(PR_SET_CHILD_SUBREAPER)")?;
 
+    let mut machine = Machine::describe();
     let (stasis, stasis_unavailable) = if opts.skip_stasis {
         (None, None)
     } else {
@@ -105,8 +106,9 @@ fn bench(opts: &Options) -> Result<Report> {
         eprintln!("kept {}", scratch.root.display());
     }
 
+    machine.load_end = report::load_average();
     Ok(Report {
-        machine: Machine::describe(),
+        machine,
         stasis_bin: stasis.as_ref().map(|s| s.bin.display().to_string()),
         stasis_version: stasis.as_ref().map(|s| s.version.clone()),
         scratch: scratch.root.display().to_string(),

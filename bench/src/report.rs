@@ -16,6 +16,10 @@ pub struct Machine {
     pub cpu: String,
     pub cpus: usize,
     pub memory_bytes: u64,
+    /// 1-minute load average when the run started and when it ended: other work on the
+    /// machine during the run shows here, and in every number of the run.
+    pub load_start: f64,
+    pub load_end: f64,
 }
 
 impl Machine {
@@ -45,8 +49,18 @@ impl Machine {
             cpu,
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             memory_bytes: memory_kib * 1024,
+            load_start: load_average(),
+            load_end: f64::NAN,
         }
     }
+}
+
+/// The 1-minute load average from /proc/loadavg; NaN if unreadable.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// A whole run's results.
@@ -173,6 +187,11 @@ impl Report {
             m.cpus,
             m.cpu,
             fmt_bytes(m.memory_bytes)
+        );
+        let _ = writeln!(
+            out,
+            "load average (1 min): {:.2} at start, {:.2} at end",
+            m.load_start, m.load_end
         );
         let _ = writeln!(
             out,
@@ -377,6 +396,8 @@ impl Report {
                     ("cpu", Json::str(&m.cpu)),
                     ("cpus", Json::Int(m.cpus as u64)),
                     ("memory_bytes", Json::Int(m.memory_bytes)),
+                    ("load_average_start", Json::Num(m.load_start)),
+                    ("load_average_end", Json::Num(m.load_end)),
                 ]),
             ),
             (
