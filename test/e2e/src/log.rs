@@ -170,3 +170,58 @@ pub fn assert_no_fail(lines: &[String]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &[&str]) -> Vec<String> {
+        s.iter().map(|l| l.to_string()).collect()
+    }
+
+    #[test]
+    fn continuous_ticks_pass_and_return_the_last() {
+        let l = lines(&[
+            "start pid 1",
+            "tick 1",
+            "verify ok 1 ab rseq busy",
+            "tick 2",
+            "tick 3",
+        ]);
+        assert_eq!(assert_ticks_continuous(&l), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "tick 2 is followed by tick 4")]
+    fn a_gap_in_ticks_is_caught() {
+        assert_ticks_continuous(&lines(&["tick 1", "tick 2", "tick 4"]));
+    }
+
+    #[test]
+    #[should_panic(expected = "tick 2 is followed by tick 2")]
+    fn a_repeated_tick_is_caught() {
+        assert_ticks_continuous(&lines(&["tick 1", "tick 2", "tick 2", "tick 3"]));
+    }
+
+    #[test]
+    #[should_panic(expected = "reported 1 failure")]
+    fn a_fail_line_is_caught() {
+        assert_no_fail(&lines(&["tick 1", "verify FAIL heap 64", "tick 2"]));
+    }
+
+    #[test]
+    fn pairs_reads_key_value_lines() {
+        let kv = pairs("tick 7 off 104 dup ok");
+        assert_eq!(kv["tick"], "7");
+        assert_eq!(kv["off"], "104");
+        assert_eq!(kv["dup"], "ok");
+    }
+
+    #[test]
+    fn a_partial_last_line_is_not_read() {
+        let dir = crate::ScratchDir::new("unit-log");
+        let log = LogFile::new(dir.join("l.log"));
+        std::fs::write(log.path(), "tick 1\ntick 2\ntic").unwrap();
+        assert_eq!(log.lines(), ["tick 1", "tick 2"]);
+    }
+}

@@ -318,3 +318,45 @@ impl Drop for ProcessGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_change_names_the_bits() {
+        assert_eq!(flag_change("0100001", "02100001"), "+O_CLOEXEC");
+        assert_eq!(flag_change("02102001", "02100001"), "-O_APPEND");
+        assert_eq!(flag_change("0100000", "0100000"), "");
+    }
+
+    #[test]
+    fn this_process_is_alive_and_has_a_stat() {
+        let me = std::process::id() as Pid;
+        let st = stat(me).expect("own stat");
+        assert!(is_alive(me));
+        assert!(st.start_time > 0);
+        assert!(!maps(me).is_empty());
+        assert!(fd_targets(me).contains_key(&0));
+    }
+
+    #[test]
+    fn maps_merges_lines_that_continue_each_other() {
+        // Our own maps never show two adjacent lines with the same perms,
+        // path and following offsets: merging must have joined them.
+        let m = maps(std::process::id() as Pid);
+        for w in m.windows(2) {
+            let follows =
+                w[0].path.is_empty() || w[0].offset + (w[0].end - w[0].start) == w[1].offset;
+            assert!(
+                !(w[0].end == w[1].start
+                    && w[0].perms == w[1].perms
+                    && w[0].path == w[1].path
+                    && follows),
+                "unmerged: {} / {}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+}
