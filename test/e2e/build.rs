@@ -27,7 +27,7 @@ fn main() {
         let name = path.file_stem().expect("workload file name");
         let bin = out.join(name);
         let result = Command::new("gcc")
-            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-o"])
+            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
             .arg(&bin)
             .arg(path)
             .output();

@@ -152,3 +152,53 @@ fn sigint_to_stasis_while_it_writes_pages_leaves_the_process_running_untouched()
         |images, pid| proc::tracer_pid(pid).is_some_and(|t| t != 0) && pages_written(images),
     );
 }
+
+/// Dumps a process holding `kind`, which stasis does not support yet: the
+/// dump must refuse, say what it refused, and leave the process running.
+fn dump_refuses(kind: &str, word: &str) {
+    let dir = ScratchDir::new(&format!("unsupported-{kind}"));
+    let w = Workload::start("unsupported", &dir.join("u.log"), &[kind], dir.path());
+    w.wait_ticks_after(0, 3, LINE_TIMEOUT);
+    let pid = w.pid();
+    let start = proc::stat(pid).unwrap().start_time;
+    let out = dump(&dir.subdir("images"), pid, &[]);
+    eprintln!("{out}");
+    out.assert_clean_failure();
+    assert!(
+        out.stderr.to_lowercase().contains(word),
+        "the refusal should say it is about a {word}:\n{out}"
+    );
+    assert!(
+        w.is_alive(),
+        "the refused dump left the process {}",
+        w.how_it_ended()
+    );
+    assert_eq!(
+        proc::stat(pid).unwrap().start_time,
+        start,
+        "pid {pid} is not the original"
+    );
+    assert_eq!(
+        proc::tracer_pid(pid),
+        Some(0),
+        "the refused dump left pid {pid} traced"
+    );
+    let n = w.lines().len();
+    w.wait_ticks_after(n, 5, LINE_TIMEOUT);
+    assert_ticks_continuous(&w.lines());
+}
+
+#[test]
+fn dump_refuses_a_multithreaded_process_and_leaves_it_running() {
+    dump_refuses("thread", "thread");
+}
+
+#[test]
+fn dump_refuses_a_process_holding_a_pipe_and_leaves_it_running() {
+    dump_refuses("pipe", "pipe");
+}
+
+#[test]
+fn dump_refuses_a_process_holding_a_unix_socket_and_leaves_it_running() {
+    dump_refuses("socket", "socket");
+}
