@@ -34,6 +34,10 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
     let at_dump = w.lines();
     let last_tick = assert_ticks_continuous(&at_dump);
 
+    assert!(
+        images.join("dump.log").is_file(),
+        "-o dump.log should be written in the work dir, which defaults to the images dir"
+    );
     let set = crit_decode_all(&images);
     let p = pid as u64;
     assert_eq!(
