@@ -21,22 +21,31 @@ pub type Regs = [u32; 4];
 /// 0x8000_0007 and 0x24 carry the feature bits HotSpot reads; 0xD.0/0xD.1 describe the
 /// XSAVE area; 0x8000_0008 the address sizes and AMD core count. 4.0, 0xB.0, 0xB.1 and
 /// 0x8000_001E are HotSpot's topology inputs (its `ht` flag) and 0x29 its APX leaf.
+/// 6, 0xF.0, 0xF.1 and 0x8000_000A are the rest of CRIU's capability words, and
+/// 0x8000_0002–4 the brand string, so that `cpuinfo.img` derives from the recording.
 pub const RECORDED_LEAVES: &[(u32, u32)] = &[
     (0x0, 0),
     (0x1, 0),
     (0x4, 0),
+    (0x6, 0),
     (0x7, 0),
     (0x7, 1),
     (0xb, 0),
     (0xb, 1),
     (0xd, 0),
     (0xd, 1),
+    (0xf, 0),
+    (0xf, 1),
     (0x24, 0),
     (0x29, 0),
     (0x8000_0000, 0),
     (0x8000_0001, 0),
+    (0x8000_0002, 0),
+    (0x8000_0003, 0),
+    (0x8000_0004, 0),
     (0x8000_0007, 0),
     (0x8000_0008, 0),
+    (0x8000_000a, 0),
     (0x8000_001e, 0),
 ];
 

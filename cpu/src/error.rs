@@ -45,6 +45,17 @@ pub enum CpuError {
         /// What failed.
         what: String,
     },
+    /// Describing one process of a tree failed.
+    #[error("pid {pid}: {source}")]
+    Process {
+        /// The process.
+        pid: i32,
+        /// What failed.
+        source: Box<CpuError>,
+    },
+    /// An image of the images directory could not be read or written.
+    #[error(transparent)]
+    Image(#[from] stasis_images::ImageError),
     /// A `--cpu-cap` value that is not CRIU's syntax.
     #[error("invalid --cpu-cap value {0:?}: expected a comma-separated list of fpu, cpu, ins, jvm, all, none (each optionally prefixed by ^)")]
     CpuCap(String),

@@ -8,9 +8,10 @@
 //!   (JDK-8311164: it varies between cores of hybrid CPUs). `tscinv`, `tscinvbit` and
 //!   `hv` only select time sources and report the hypervisor; their absence is a
 //!   warning, not a refusal.
-//! * `fpu`: the XSAVE state the image holds (the dumped tasks' `xstate_bv` when known,
-//!   else the dump host's XCR0) is enabled in the host's XCR0. A superset on the host is
-//!   fine, unlike CRIU's exact `xsave_size` rule.
+//! * `fpu`: the XSAVE state each dumped thread holds (its `xstate_bv`; without
+//!   threads, the dump host's XCR0) is enabled in the host's XCR0 (x87 and SSE on a
+//!   host without XSAVE). A superset on the host is fine, unlike CRIU's exact
+//!   `xsave_size` rule.
 //! * `ins`: the image's instruction-set CPUID bits ⊆ the host's.
 //! * `cpu`: the capability registers are identical.
 //!
@@ -64,12 +65,35 @@ impl CpuCap {
         jvm: false,
     };
 
-    /// The checks for `image` when the user gave none: CRIU's default, plus `jvm` when
-    /// the image holds a JVM.
+    /// The checks for `image` when the user gave none: `fpu` (restore loads every
+    /// thread's XSAVE state, which the host must enable), plus `jvm` when the image
+    /// holds a JVM.
+    ///
+    /// CRIU checks nothing unless `--cpu-cap` is given; its `ins` check, which refuses
+    /// any CPU lacking any instruction the dump host had whether or not the program
+    /// used it, stays opt-in (`--cpu-cap=ins`).
     pub fn default_for(image: &CpuRecord) -> CpuCap {
-        CpuCap {
-            jvm: !image.jvms.is_empty(),
-            ..CpuCap::CRIU_DEFAULT
+        Self::for_image(!image.jvms.is_empty(), None).expect("no value to parse")
+    }
+
+    /// The checks for an image (`has_jvm`: it holds a JVM) under the user's
+    /// `--cpu-cap` value: without one, [`CpuCap::default_for`]; with one, the value
+    /// parsed on top of CRIU's default plus `jvm` for a JVM image, so that a JVM is
+    /// only left unchecked by `^jvm` or `none`.
+    pub fn for_image(has_jvm: bool, user: Option<&str>) -> Result<CpuCap, CpuError> {
+        match user {
+            None => Ok(CpuCap {
+                fpu: true,
+                jvm: has_jvm,
+                ..CpuCap::NONE
+            }),
+            Some(v) => Self::parse_onto(
+                CpuCap {
+                    jvm: has_jvm,
+                    ..CpuCap::CRIU_DEFAULT
+                },
+                v,
+            ),
         }
     }
 
@@ -158,10 +182,23 @@ pub enum Refusal {
     Xsave {
         /// The state components missing.
         missing: Vec<String>,
+        /// The threads holding them (empty: the image records no thread, and its dump
+        /// host's XCR0 was compared).
+        tasks: Vec<i32>,
         /// The image's XSAVE features.
         image: u64,
         /// The host's XCR0 (`None`: XSAVE disabled).
         host: Option<u64>,
+    },
+    /// The image maps `libjvm.so` but records no JVM features to check.
+    UnrecordedJvm {
+        /// The `libjvm.so` files.
+        libs: Vec<String>,
+    },
+    /// `ins` or `cpu` was asked for, but the image has no record of its CPU.
+    NoCpuRecord {
+        /// The checks that cannot run.
+        checks: String,
     },
     /// Instruction-set CPUID bits the image has and the host lacks.
     Ins {
@@ -197,14 +234,44 @@ impl fmt::Display for Refusal {
             ),
             Refusal::Xsave {
                 missing,
+                tasks,
                 image,
                 host,
-            } => write!(
+            } => {
+                let host = host.map_or("XSAVE disabled".to_string(), |h| format!("{h:#x}"));
+                let who = match tasks.as_slice() {
+                    [] => "the image's CPU enabled".to_string(),
+                    [t] => format!("thread {t} holds"),
+                    many => {
+                        let shown: Vec<String> = many.iter().take(8).map(i32::to_string).collect();
+                        let more = many.len().saturating_sub(8);
+                        let more = if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        };
+                        format!("threads {}{more} hold", shown.join(", "))
+                    }
+                };
+                write!(
+                    f,
+                    "xsave: {who} register state {} ({image:#x}) that this host's XCR0 \
+                     ({host}) does not enable",
+                    missing.join(", "),
+                )
+            }
+            Refusal::UnrecordedJvm { libs } => write!(
                 f,
-                "xsave: the image holds register state {} ({image:#x}) that this host's \
-                 XCR0 ({}) does not enable",
-                missing.join(", "),
-                host.map_or("XSAVE disabled".to_string(), |h| format!("{h:#x}"))
+                "jvm: the image maps {} but records no JVM features to check; \
+                 record them at dump (stasis dump, or stasis cpuinfo dump -t PID) or \
+                 skip the check with --cpu-cap=^jvm",
+                libs.join(", ")
+            ),
+            Refusal::NoCpuRecord { checks } => write!(
+                f,
+                "{checks}: the image has no CPU record (no {} or {}) to compare",
+                crate::image::RECORD_FILE,
+                stasis_images::names::CPUINFO
             ),
             Refusal::Ins { missing } => write!(
                 f,
@@ -289,10 +356,18 @@ pub fn check(image: &CpuRecord, host: &CpuRecord, cap: CpuCap) -> Result<GatePas
     if cap.fpu {
         let image_state = image.xsave_features();
         let host_xcr0 = host.cpuid.xcr0();
-        let lacking = image_state & !host_xcr0.unwrap_or(0);
+        let enabled = host_xcr0.unwrap_or_else(|| legacy_state(&host.cpuid));
+        let lacking = image_state & !enabled;
         if lacking != 0 {
+            let tasks = image
+                .tasks
+                .iter()
+                .filter(|t| t.xstate_bv & !enabled != 0)
+                .map(|t| t.tid)
+                .collect();
             reasons.push(Refusal::Xsave {
                 missing: ins::xstate_names(lacking),
+                tasks,
                 image: image_state,
                 host: host_xcr0,
             });
@@ -317,6 +392,16 @@ pub fn check(image: &CpuRecord, host: &CpuRecord, cap: CpuCap) -> Result<GatePas
         Ok(pass)
     } else {
         Err(GateRefusal { reasons })
+    }
+}
+
+/// The state a CPU without XSAVE (or whose OS did not enable it) saves and restores
+/// with FXSAVE: x87 and SSE when it has FXSR, x87 alone otherwise.
+fn legacy_state(cpu: &dyn CpuidSource) -> u64 {
+    if cpu.leaf(1, 0)[3] >> 24 & 1 != 0 {
+        0b11
+    } else {
+        0b1
     }
 }
 
@@ -383,9 +468,64 @@ mod tests {
     }
 
     #[test]
+    fn a_given_cpu_cap_keeps_the_jvm_check_unless_it_removes_it() {
+        let jvm = CpuCap::for_image(true, Some("fpu")).unwrap();
+        assert_eq!(jvm.to_string(), "fpu,ins,jvm");
+        assert_eq!(
+            CpuCap::for_image(true, Some("^jvm")).unwrap().to_string(),
+            "fpu,ins"
+        );
+        assert_eq!(CpuCap::for_image(true, Some("none")).unwrap(), CpuCap::NONE);
+        assert_eq!(
+            CpuCap::for_image(false, Some("cpu")).unwrap().to_string(),
+            "fpu,cpu,ins"
+        );
+        assert_eq!(CpuCap::for_image(false, None).unwrap().to_string(), "fpu");
+    }
+
+    #[test]
+    fn without_xsave_the_host_restores_x87_and_sse_only() {
+        use crate::cpuid::RecordedCpuid;
+        let mut old = RecordedCpuid::new();
+        old.set(0, 0, [0xb, 0, 0, 0]).set(1, 0, [0, 0, 0, 1 << 24]);
+        let host = CpuRecord::of(&old);
+        let mut image = CpuRecord::of(&old);
+        image.set_tasks(vec![
+            crate::TaskXstate {
+                tid: 7,
+                xstate_bv: 0b11,
+            },
+            crate::TaskXstate {
+                tid: 8,
+                xstate_bv: 0b111,
+            },
+        ]);
+        let err = check(&image, &host, CpuCap::parse("none,fpu").unwrap()).unwrap_err();
+        assert_eq!(
+            err.reasons,
+            [Refusal::Xsave {
+                missing: vec!["avx".into()],
+                tasks: vec![8],
+                image: 0b111,
+                host: None
+            }]
+        );
+        assert!(
+            err.to_string()
+                .contains("thread 8 holds register state avx"),
+            "{err}"
+        );
+        image.set_tasks(vec![crate::TaskXstate {
+            tid: 7,
+            xstate_bv: 0b11,
+        }]);
+        check(&image, &host, CpuCap::parse("none,fpu").unwrap()).unwrap();
+    }
+
+    #[test]
     fn the_default_adds_jvm_only_for_images_with_a_jvm() {
         let mut r = CpuRecord::host();
-        assert_eq!(CpuCap::default_for(&r), CpuCap::CRIU_DEFAULT);
+        assert_eq!(CpuCap::default_for(&r).to_string(), "fpu");
         r.jvms.push(crate::JvmRecord {
             pid: 1,
             java_version: "17".into(),

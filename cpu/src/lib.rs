@@ -9,6 +9,9 @@
 //!   `tags`, from the JVM's memory (`gHotSpotVMStructs`), or from the table.
 //! * [`gate`]: the restore-time [`check`] under a [`CpuCap`], refusing with a
 //!   [`GateRefusal`] that names each missing feature.
+//! * [`criu`]: CRIU's `cpuinfo.img` entry from a recording, and back.
+//! * [`image`]: the record in an images directory (`cpuinfo.img` plus
+//!   `stasis-cpu.json`), written at dump and read by the restore gate ([`ImageCpu`]).
 //!
 //! # raw-cpuid and stasis's own bits
 //!
@@ -27,10 +30,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cpuid;
+pub mod criu;
 mod decode;
 mod error;
 pub mod gate;
 pub mod hotspot;
+pub mod image;
 mod ins;
 pub mod jvm;
 mod record;
@@ -39,5 +44,6 @@ pub use cpuid::{CpuIdentity, CpuidSource, HostCpuid, RecordedCpuid, Vendor};
 pub use error::CpuError;
 pub use gate::{check, CpuCap, GatePass, GateRefusal, Refusal};
 pub use hotspot::FeatureSet;
+pub use image::{ImageCpu, RecordSource};
 pub use jvm::{detect_jvms, JvmRecord, JvmSource};
-pub use record::{capture_host, CpuRecord};
+pub use record::{capture_host, CpuRecord, TaskXstate};

@@ -17,6 +17,9 @@ pub struct CpuRecord {
     /// `xstate_bv`), when the dumper recorded it; the gate falls back to XCR0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xstate_bv: Option<u64>,
+    /// Each dumped thread's `xstate_bv`, as its core image holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskXstate>,
     /// The JVMs of the tree.
     #[serde(default)]
     pub jvms: Vec<JvmRecord>,
@@ -28,6 +31,7 @@ impl CpuRecord {
         CpuRecord {
             cpuid: RecordedCpuid::capture(src),
             xstate_bv: None,
+            tasks: Vec::new(),
             jvms: Vec::new(),
         }
     }
@@ -49,11 +53,31 @@ impl CpuRecord {
         CpuIdentity::of(&self.cpuid)
     }
 
-    /// The XSAVE state the image's tasks may hold: their recorded `xstate_bv`, else
-    /// everything XCR0 enabled on the dump host.
+    /// The XSAVE state the image's tasks may hold: the union of the threads'
+    /// `xstate_bv`, else the recorded union, else everything XCR0 enabled on the dump
+    /// host.
     pub fn xsave_features(&self) -> u64 {
+        if !self.tasks.is_empty() {
+            return self.tasks.iter().fold(0, |m, t| m | t.xstate_bv);
+        }
         self.xstate_bv.or(self.cpuid.xcr0()).unwrap_or(0)
     }
+
+    /// Sets the threads' XSAVE state, and the union with it.
+    pub fn set_tasks(&mut self, tasks: Vec<TaskXstate>) {
+        self.xstate_bv = (!tasks.is_empty()).then(|| tasks.iter().fold(0, |m, t| m | t.xstate_bv));
+        self.tasks = tasks;
+    }
+}
+
+/// The XSAVE state components one dumped thread holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskXstate {
+    /// The thread id at dump time.
+    pub tid: i32,
+    /// `xstate_bv` of its XSAVE header (x87 and SSE, 0x3, for an FXSAVE-only dump).
+    pub xstate_bv: u64,
 }
 
 /// Records the CPUID leaves and XCR0 of this host.

@@ -202,6 +202,42 @@ pub fn vm_flags_of(pid: i32) -> Result<hotspot::VmFlags, CpuError> {
     Ok(procfs::vm_flags(&cmdline, &environ))
 }
 
+/// Process `pid` and all its live descendants, parents before children: the tree
+/// `stasis cpuinfo dump -t PID` describes. Read from `/proc/PID/task/*/children`
+/// without stopping anything, so a process forked meanwhile may be missed.
+pub fn process_tree(pid: i32) -> Result<Vec<i32>, CpuError> {
+    let root = PathBuf::from(format!("/proc/{pid}"));
+    if !root.exists() {
+        return Err(CpuError::io(
+            &root,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such process"),
+        ));
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        i += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue; // exited meanwhile
+        };
+        for task in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for child in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if !out.contains(&child) {
+                    out.push(child);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `dir` as seen by the process: relative paths are relative to its working directory.
 fn in_root(root: &Path, dir: &Path, proc_dir: &Path) -> PathBuf {
     if dir.is_absolute() {
@@ -261,6 +297,21 @@ mod tests {
     fn a_process_that_is_not_a_jvm_is_skipped() {
         let me = std::process::id() as i32;
         assert_eq!(detect_jvms(&[me]).unwrap(), []);
+    }
+
+    #[test]
+    fn the_tree_of_a_process_holds_its_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        let tree = process_tree(me).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(tree[0], me);
+        assert!(tree.contains(&(child.id() as i32)), "{tree:?}");
+        assert!(process_tree(i32::MAX).is_err());
     }
 
     #[test]
