@@ -73,7 +73,7 @@ impl CpuCap {
     /// any CPU lacking any instruction the dump host had whether or not the program
     /// used it, stays opt-in (`--cpu-cap=ins`).
     pub fn default_for(image: &CpuRecord) -> CpuCap {
-        Self::for_image(!image.jvms.is_empty(), None).expect("no value to parse")
+        Self::for_image(image.has_jvm(), None).expect("no value to parse")
     }
 
     /// The checks for an image (`has_jvm`: it holds a JVM) under the user's
@@ -190,6 +190,13 @@ pub enum Refusal {
         /// The host's XCR0 (`None`: XSAVE disabled).
         host: Option<u64>,
     },
+    /// A JVM whose features the dump could not determine.
+    UncheckedJvm {
+        /// The JVM's pid in the image.
+        pid: i32,
+        /// Why.
+        reason: String,
+    },
     /// The image maps `libjvm.so` but records no JVM features to check.
     UnrecordedJvm {
         /// The `libjvm.so` files.
@@ -260,6 +267,11 @@ impl fmt::Display for Refusal {
                     missing.join(", "),
                 )
             }
+            Refusal::UncheckedJvm { pid, reason } => write!(
+                f,
+                "JVM pid {pid}: its CPU features could not be recorded at dump ({reason}); \
+                 skip the check with --cpu-cap=^jvm"
+            ),
             Refusal::UnrecordedJvm { libs } => write!(
                 f,
                 "jvm: the image maps {} but records no JVM features to check; \
@@ -322,6 +334,12 @@ pub fn check(image: &CpuRecord, host: &CpuRecord, cap: CpuCap) -> Result<GatePas
     let mut pass = GatePass::default();
 
     if cap.jvm {
+        for u in &image.unchecked_jvms {
+            reasons.push(Refusal::UncheckedJvm {
+                pid: u.pid,
+                reason: u.reason.clone(),
+            });
+        }
         for jvm in &image.jvms {
             let Some(major) = jvm.java_major().filter(|m| Table::for_java(*m).is_some()) else {
                 reasons.push(Refusal::UnknownJava {
@@ -520,6 +538,31 @@ mod tests {
             xstate_bv: 0b11,
         }]);
         check(&image, &host, CpuCap::parse("none,fpu").unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_jvm_whose_features_were_not_recorded_is_refused_unless_jvm_is_left_out() {
+        let host = CpuRecord::host();
+        let mut image = CpuRecord::host();
+        image.unchecked_jvms.push(crate::UncheckedJvm {
+            pid: 31,
+            libjvm: "/opt/jdk11/lib/server/libjvm.so".into(),
+            reason: "no HotSpot x86 feature table for Java 11".into(),
+        });
+        let cap = CpuCap::default_for(&image);
+        assert_eq!(cap.to_string(), "fpu,jvm");
+        let err = check(&image, &host, cap).unwrap_err().to_string();
+        assert!(
+            err.contains("JVM pid 31") && err.contains("Java 11"),
+            "{err}"
+        );
+        assert!(err.contains("--cpu-cap=^jvm"), "{err}");
+        check(
+            &image,
+            &host,
+            CpuCap::for_image(true, Some("^jvm")).unwrap(),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -20,10 +20,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use stasis_images::{names, pb, ImageDir, ImageKind};
 
-use crate::cpuid::HostCpuid;
+use crate::cpuid::{HostCpuid, RecordedCpuid};
 use crate::gate::{self, CpuCap, GatePass, GateRefusal, Refusal};
 use crate::jvm;
-use crate::record::{CpuRecord, TaskXstate};
+use crate::record::{CpuRecord, TaskXstate, UncheckedJvm};
 use crate::{criu, CpuError};
 
 /// stasis's record in the images directory.
@@ -98,24 +98,11 @@ impl ImageCpu {
                             )));
                         };
                         (
-                            CpuRecord {
-                                cpuid: criu::recording_from_cpuinfo(entry)?,
-                                xstate_bv: None,
-                                tasks: Vec::new(),
-                                jvms: Vec::new(),
-                            },
+                            CpuRecord::of(&criu::recording_from_cpuinfo(entry)?),
                             RecordSource::CriuCpuinfo,
                         )
                     }
-                    None => (
-                        CpuRecord {
-                            cpuid: Default::default(),
-                            xstate_bv: None,
-                            tasks: Vec::new(),
-                            jvms: Vec::new(),
-                        },
-                        RecordSource::None,
-                    ),
+                    None => (CpuRecord::of(&RecordedCpuid::new()), RecordSource::None),
                 }
             }
         };
@@ -123,7 +110,7 @@ impl ImageCpu {
         if !tasks.is_empty() {
             record.set_tasks(tasks);
         }
-        let unrecorded_jvms = if record.jvms.is_empty() {
+        let unrecorded_jvms = if record.jvms.is_empty() && record.unchecked_jvms.is_empty() {
             mapped_libjvms(dir)?
         } else {
             Vec::new()
@@ -137,7 +124,7 @@ impl ImageCpu {
 
     /// Whether the image holds a JVM, recorded or not.
     pub fn has_jvm(&self) -> bool {
-        !self.record.jvms.is_empty() || !self.unrecorded_jvms.is_empty()
+        self.record.has_jvm() || !self.unrecorded_jvms.is_empty()
     }
 
     /// The checks for this image: `user` (a `--cpu-cap` value) on top of CRIU's
@@ -257,16 +244,30 @@ fn rename(dir: &Path, from: &str, to: &str) -> Result<(), CpuError> {
 
 /// The record a dump writes: this host's CPU, the XSAVE state of every thread whose
 /// core image is already in `dir`, and the JVMs among `pids` (the live processes of
-/// the tree, read through /proc without stopping them).
+/// the tree, read through /proc and their memory without stopping them).
+///
+/// A JVM whose features cannot be determined does not fail the dump: it is recorded
+/// as unchecked, and the restore gate refuses it unless `--cpu-cap` leaves JVMs out.
+/// A process whose memory map cannot be read at all does fail it.
 pub fn dump_record(dir: &ImageDir, pids: &[i32]) -> Result<CpuRecord, CpuError> {
     let mut record = CpuRecord::host();
     record.set_tasks(task_xstates(dir)?);
     for &pid in pids {
-        if let Some(j) = jvm::detect_jvm(pid, &HostCpuid).map_err(|e| CpuError::Process {
+        let in_pid = |e| CpuError::Process {
             pid,
             source: Box::new(e),
-        })? {
-            record.jvms.push(j);
+        };
+        let Some(libjvm) = jvm::mapped_libjvm(pid).map_err(in_pid)? else {
+            continue;
+        };
+        match jvm::detect_jvm(pid, &HostCpuid) {
+            Ok(Some(j)) => record.jvms.push(j),
+            Ok(None) => {}
+            Err(e) => record.unchecked_jvms.push(UncheckedJvm {
+                pid,
+                libjvm: libjvm.display().to_string(),
+                reason: e.to_string(),
+            }),
         }
     }
     Ok(record)

@@ -46,4 +46,4 @@ pub use gate::{check, CpuCap, GatePass, GateRefusal, Refusal};
 pub use hotspot::FeatureSet;
 pub use image::{ImageCpu, RecordSource};
 pub use jvm::{detect_jvms, JvmRecord, JvmSource};
-pub use record::{capture_host, CpuRecord, TaskXstate};
+pub use record::{capture_host, CpuRecord, TaskXstate, UncheckedJvm};

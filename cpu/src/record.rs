@@ -23,6 +23,23 @@ pub struct CpuRecord {
     /// The JVMs of the tree.
     #[serde(default)]
     pub jvms: Vec<JvmRecord>,
+    /// JVMs of the tree whose features could not be determined (an unknown Java
+    /// version, an unreadable Java home): the gate refuses them unless told not to
+    /// check JVMs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked_jvms: Vec<UncheckedJvm>,
+}
+
+/// A JVM whose features could not be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UncheckedJvm {
+    /// Process id at dump time.
+    pub pid: i32,
+    /// The `libjvm.so` it maps.
+    pub libjvm: String,
+    /// Why its features are unknown.
+    pub reason: String,
 }
 
 impl CpuRecord {
@@ -33,6 +50,7 @@ impl CpuRecord {
             xstate_bv: None,
             tasks: Vec::new(),
             jvms: Vec::new(),
+            unchecked_jvms: Vec::new(),
         }
     }
 
@@ -61,6 +79,11 @@ impl CpuRecord {
             return self.tasks.iter().fold(0, |m, t| m | t.xstate_bv);
         }
         self.xstate_bv.or(self.cpuid.xcr0()).unwrap_or(0)
+    }
+
+    /// Whether the record holds a JVM, described or not.
+    pub fn has_jvm(&self) -> bool {
+        !self.jvms.is_empty() || !self.unchecked_jvms.is_empty()
     }
 
     /// Sets the threads' XSAVE state, and the union with it.

@@ -202,6 +202,13 @@ pub fn vm_flags_of(pid: i32) -> Result<hotspot::VmFlags, CpuError> {
     Ok(procfs::vm_flags(&cmdline, &environ))
 }
 
+/// The `libjvm.so` process `pid` maps, or `None` when it is not a JVM.
+pub fn mapped_libjvm(pid: i32) -> Result<Option<PathBuf>, CpuError> {
+    let maps_path = PathBuf::from(format!("/proc/{pid}/maps"));
+    let maps = procfs::read_bounded(&maps_path)?;
+    Ok(procfs::parse_maps(&String::from_utf8_lossy(&maps), &maps_path)?.map(|l| l.path))
+}
+
 /// Process `pid` and all its live descendants, parents before children: the tree
 /// `stasis cpuinfo dump -t PID` describes. Read from `/proc/PID/task/*/children`
 /// without stopping anything, so a process forked meanwhile may be missed.
