@@ -11,6 +11,7 @@
 //! runs on as before; the partial images are removed.
 #![forbid(unsafe_code)]
 
+mod cpu_record;
 mod files;
 mod memory;
 mod procfs;
@@ -128,7 +129,11 @@ fn list_dir(p: &Path) -> Vec<String> {
 
 fn remove_new_files(p: &Path, before: &[String]) {
     for name in list_dir(p) {
-        if !before.contains(&name) && (name.ends_with(".img") || name.starts_with("stats-")) {
+        if !before.contains(&name)
+            && (name.ends_with(".img")
+                || name.starts_with("stats-")
+                || name == cpu_record::RECORD_FILE)
+        {
             let _ = std::fs::remove_file(p.join(name));
         }
     }
@@ -335,6 +340,7 @@ fn collect(
         &pb::SeccompEntry::default(),
     )?;
     dir.write_one(ImageKind::PSTREE, names::PSTREE, &pstree)?;
+    cpu_record::write(dir)?;
     let inventory = pb::InventoryEntry {
         img_version: 2,
         fdinfo_per_id: Some(true),
