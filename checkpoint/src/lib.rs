@@ -13,11 +13,13 @@
 
 mod cpu_record;
 mod files;
+mod hook;
 mod memory;
 mod procfs;
 mod task;
 pub mod x86;
 
+pub use hook::{DumpHook, DumpStage};
 pub use memory::{madv, status as vma_status, PAGE};
 
 use stasis_images::{names, pb, ImageDir, ImageKind};
@@ -41,6 +43,8 @@ pub enum DumpError {
     NoSuchProcess { pid: i32 },
     #[error("interrupted by a signal; the task was left running")]
     Interrupted,
+    #[error("the caller stopped the dump {stage}: {what}; the task was left running")]
+    Stopped { stage: DumpStage, what: String },
     #[error(transparent)]
     Parasite(#[from] stasis_parasite::ParasiteError),
     #[error(transparent)]
@@ -67,6 +71,8 @@ pub struct DumpOptions {
     pub leave_running: bool,
     /// The task belongs to a shell job: its terminal and session are external.
     pub shell_job: bool,
+    /// Called at each [`DumpStage`]; an error stops the dump (CRIU's action scripts).
+    pub hook: DumpHook,
 }
 
 /// Timings and counters of a finished dump.
@@ -204,6 +210,8 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     check_interrupt()?;
     write_stats(opts, &report)?;
     check_interrupt()?;
+    let stage = DumpStage::ImagesWritten;
+    (opts.hook.call(stage)).map_err(|what| DumpError::Stopped { stage, what })?;
     if opts.leave_running {
         tracee.release()?;
     } else {

@@ -4,6 +4,7 @@
 
 mod args;
 mod logger;
+mod swrk;
 
 use anyhow::{bail, Context, Result};
 use args::Args;
@@ -16,11 +17,15 @@ fn usage() -> &'static str {
     "usage: stasis dump -t PID -D DIR [-W DIR] [-o LOG] [-v[N]] [--leave-running] [-j]\n\
      \x20      stasis restore -D DIR [-W DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--restore-sibling] [--check-only]\n\
      \x20      stasis check [--feature NAME]\n\
+     \x20      stasis swrk FD    (CRIU's RPC service worker, as runc, podman and containerd start it)\n\
      \x20      stasis --version"
 }
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("swrk") {
+        return swrk::main(&argv[1..]);
+    }
     let check_only = argv.iter().any(|a| a == "--check-only");
     let argv: Vec<String> = argv.into_iter().filter(|a| a != "--check-only").collect();
     let args = match args::parse(argv) {
@@ -105,6 +110,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         images_dir: images,
         leave_running: args.leave_running,
         shell_job: args.shell_job,
+        hook: Default::default(),
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;
@@ -125,6 +131,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         detached: args.restore_detached,
         pidfile: args.pidfile.clone(),
         shell_job: args.shell_job,
+        hook: Default::default(),
         restore_sibling: args.restore_sibling,
         check_only,
     };

@@ -10,12 +10,14 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod hook;
 mod layout;
 mod plan;
 mod preflight;
 mod rebuild;
 mod vma;
 
+pub use hook::{RestoreHook, RestoreStage};
 use stasis_images::{names, pb, ImageDir, ImageKind};
 use stasis_parasite::Tracee;
 use stasis_sys::process::{self, Forked};
@@ -54,6 +56,8 @@ pub enum RestoreError {
     Child { pid: i32, what: String },
     #[error("rebuilding the address space: {0}")]
     Rebuild(String),
+    #[error("the caller stopped the restore {stage}: {what}; the task was killed")]
+    Stopped { stage: RestoreStage, what: String },
     #[error(transparent)]
     Image(#[from] stasis_images::ImageError),
     #[error(transparent)]
@@ -66,7 +70,7 @@ pub enum RestoreError {
 pub type Result<T> = std::result::Result<T, RestoreError>;
 
 /// What to restore and how.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     pub images_dir: PathBuf,
     /// Where `stats-restore` goes.
@@ -80,6 +84,8 @@ pub struct RestoreOptions {
     pub restore_sibling: bool,
     /// Run the whole preflight and stop.
     pub check_only: bool,
+    /// Called at each [`RestoreStage`]; an error stops the restore (CRIU's action scripts).
+    pub hook: RestoreHook,
 }
 
 /// How a restore ended.
@@ -134,7 +140,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     drop(pages);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
-    match build(pid, &plan, ours) {
+    match build(pid, &plan, ours, &opts.hook) {
         Ok(()) => {}
         Err(e) => {
             let _ = process::kill(pid, libc::SIGKILL);
@@ -179,7 +185,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
 }
 
 /// Waits for the child's report, seizes it, and turns it into the dumped task.
-fn build(pid: i32, plan: &plan::TaskPlan, mut report: UnixStream) -> Result<()> {
+fn build(
+    pid: i32,
+    plan: &plan::TaskPlan,
+    mut report: UnixStream,
+    hook: &RestoreHook,
+) -> Result<()> {
     report
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|source| RestoreError::Io {
@@ -242,6 +253,11 @@ fn build(pid: i32, plan: &plan::TaskPlan, mut report: UnixStream) -> Result<()> 
                         what: format!("resource limit {r} ({}/{}): {e}", lim.cur, lim.max),
                     });
                 }
+            }
+            let stage = RestoreStage::Restored { pid };
+            if let Err(what) = hook.call(stage) {
+                let _ = tracee.kill();
+                return Err(RestoreError::Stopped { stage, what });
             }
             // STASIS_RESTORE_STOPPED=1 leaves the task stopped for inspection (debugging).
             let stopped =

@@ -8,9 +8,11 @@
 
 pub mod cpu;
 pub mod error;
+pub mod fd;
 pub mod mem;
 pub mod process;
 pub mod ptrace;
+pub mod uffd;
 pub mod xsave;
 
 pub use error::{Result, SysError};

@@ -33,13 +33,21 @@ pub enum Forked {
 }
 
 /// Forks the calling process with `clone3`, giving the child the PIDs in `set_tid`
-/// (innermost namespace first; empty for any PID). The child gets SIGCHLD as exit signal.
+/// (innermost namespace first; empty for any PID). The child gets SIGCHLD as exit signal
+/// (with `CLONE_PARENT`, the caller's own, as the kernel requires).
 ///
 /// The caller must be single-threaded: the child is a copy of the calling thread only.
 pub fn fork_with_pid(set_tid: &[pid_t], flags: u64) -> Result<Forked> {
+    // With CLONE_PARENT the child inherits the caller's own exit signal: clone3 refuses
+    // (EINVAL) any other value than 0 for it.
+    let exit_signal = if flags & CLONE_PARENT != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         set_tid: if set_tid.is_empty() {
             0
         } else {

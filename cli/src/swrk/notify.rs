@@ -1,0 +1,132 @@
+//! CRIU's action-script notifications over RPC. With `notify_scripts`, each one is a
+//! `criu_resp{type: NOTIFY, notify{script, pid?}}` that the client must answer with
+//! `criu_req{type: NOTIFY, notify_success: true}` before stasis goes on; any other
+//! answer stops the operation, as it stops CRIU.
+//!
+//! The scripts stasis sends, in CRIU 4.2's order (captured from runc, podman, containerd
+//! and docker):
+//!
+//! * dump: `pre-dump` → `query-ext-files` → `post-dump` (images written, task still
+//!   frozen) → DUMP response;
+//! * restore: `pre-restore` → `post-restore` (pid; rebuilt, not yet running) →
+//!   `pre-resume` → `post-resume` → RESTORE response.
+//!
+//! `network-lock`/`network-unlock`, `setup-namespaces` and `post-setup-namespaces` are
+//! sent by CRIU only for a task with namespaces of its own, and `orphan-pts-master` only
+//! for a container's tty; stasis refuses those tasks today, so it never sends them.
+
+use super::conn::{Conn, Incoming};
+use super::error::RpcError;
+use super::response;
+use stasis_images::pb::rpc::{CriuOpts, CriuReqType};
+use std::sync::{Arc, Mutex};
+
+/// A notification script CRIU sends over RPC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Script {
+    PreDump,
+    QueryExtFiles,
+    PostDump,
+    PreRestore,
+    PostRestore,
+    PreResume,
+    PostResume,
+}
+
+impl Script {
+    /// The name on the wire (CRIU's `action-scripts.c`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Script::PreDump => "pre-dump",
+            Script::QueryExtFiles => "query-ext-files",
+            Script::PostDump => "post-dump",
+            Script::PreRestore => "pre-restore",
+            Script::PostRestore => "post-restore",
+            Script::PreResume => "pre-resume",
+            Script::PostResume => "post-resume",
+        }
+    }
+}
+
+/// Sends notifications when the request asked for them (`notify_scripts`), and keeps the
+/// first failure for the final response (the engine only sees a message).
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    conn: Arc<Conn>,
+    enabled: bool,
+    failure: Arc<Mutex<Option<RpcError>>>,
+}
+
+impl Notifier {
+    pub fn new(conn: Arc<Conn>, enabled: bool) -> Notifier {
+        Notifier {
+            conn,
+            enabled,
+            failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Sends `script` (with `pid` for post-restore) and waits for the client's answer.
+    /// Returns the `opts` of the answer (a `query-ext-files` answer may carry
+    /// `external` entries).
+    pub fn send(&self, script: Script, pid: Option<i32>) -> Result<Option<CriuOpts>, RpcError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        log::debug!("notify {} (pid {pid:?})", script.name());
+        let name = script.name();
+        self.conn
+            .send(&response::notify(name, pid))
+            .and_then(|()| match self.conn.recv() {
+                Incoming::Request(ack) if ack.r#type == CriuReqType::Notify as i32 => {
+                    if ack.notify_success == Some(true) {
+                        Ok(ack.opts)
+                    } else {
+                        Err(RpcError::NotifyRefused(name))
+                    }
+                }
+                Incoming::Request(other) => Err(RpcError::Notify {
+                    script: name,
+                    why: format!(
+                        "the client answered with a request of type {} instead of NOTIFY",
+                        type_name(other.r#type)
+                    ),
+                }),
+                Incoming::Closed => Err(RpcError::Notify {
+                    script: name,
+                    why: "the client closed the connection".into(),
+                }),
+                Incoming::Bad(e) => Err(RpcError::Notify {
+                    script: name,
+                    why: e.to_string(),
+                }),
+            })
+    }
+
+    /// For an engine hook: sends the scripts in order; on failure keeps the error for
+    /// [`Notifier::take_failure`] and gives the engine its message.
+    pub fn hook(&self, scripts: &[(Script, Option<i32>)]) -> Result<(), String> {
+        for &(script, pid) in scripts {
+            if let Err(e) = self.send(script, pid) {
+                let msg = e.to_string();
+                if let Ok(mut slot) = self.failure.lock() {
+                    slot.get_or_insert(e);
+                }
+                return Err(msg);
+            }
+        }
+        Ok(())
+    }
+
+    /// The notification failure that stopped the engine, if one did.
+    pub fn take_failure(&self) -> Option<RpcError> {
+        self.failure.lock().ok().and_then(|mut s| s.take())
+    }
+}
+
+/// The name of a request type number, for messages.
+pub fn type_name(ty: i32) -> String {
+    CriuReqType::try_from(ty)
+        .map(|t| t.as_str_name().to_string())
+        .unwrap_or_else(|_| ty.to_string())
+}

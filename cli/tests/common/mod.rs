@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests: the RPC captures and a swrk client.
+
+pub mod captures;
+pub mod client;

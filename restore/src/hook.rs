@@ -1,0 +1,56 @@
+//! Where a restore stops to tell its caller, who may act on it or stop the restore. The
+//! RPC server (`stasis swrk`) turns these stages into CRIU's notifications
+//! (`post-restore` with the pid, then `pre-resume`), so runc can adopt the restored task
+//! before it runs, as it does with CRIU.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A point of the restore at which [`RestoreHook`] is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreStage {
+    /// The task is rebuilt with its original pid and is still stopped: it has not run
+    /// a single instruction of its own yet. An error from the hook here kills it.
+    Restored { pid: i32 },
+}
+
+impl fmt::Display for RestoreStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreStage::Restored { pid } => write!(f, "once pid {pid} was rebuilt"),
+        }
+    }
+}
+
+type StageFn = dyn Fn(RestoreStage) -> Result<(), String> + Send + Sync;
+
+/// The caller's callback at each [`RestoreStage`]; `Err(reason)` stops the restore. The
+/// default calls nothing.
+#[derive(Clone, Default)]
+pub struct RestoreHook(Option<Arc<StageFn>>);
+
+impl RestoreHook {
+    /// A hook that calls `f` at every stage.
+    pub fn new(f: impl Fn(RestoreStage) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        RestoreHook(Some(Arc::new(f)))
+    }
+
+    /// Calls the hook, if there is one.
+    pub(crate) fn call(&self, stage: RestoreStage) -> Result<(), String> {
+        match &self.0 {
+            Some(f) => f(stage),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for RestoreHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "RestoreHook(set)"
+        } else {
+            "RestoreHook(none)"
+        })
+    }
+}
