@@ -384,3 +384,37 @@ fn a_client_failing_post_restore_gets_an_error_and_no_process_is_left() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(w.lines().len(), at_dump, "the refused task ran");
 }
+
+#[test]
+fn exec_cmd_runs_after_a_successful_restore_with_its_output_in_the_log() {
+    let dir = ScratchDir::new("swrk-exec-cmd");
+    let dirs = Dirs::open(&dir);
+    let w = Workload::start(
+        "counter",
+        &dir.join("counter.log"),
+        &["4", "13"],
+        dir.path(),
+    );
+    let pid = w.pid();
+    w.wait_ticks_after(0, 2, LINE_TIMEOUT);
+    let s = Swrk::start();
+    s.send(&request(CriuReqType::Dump, Some(dump_opts(&dirs, pid))));
+    assert!(s.converse(|_, _| true).success);
+    w.assert_gone(Duration::from_secs(10));
+
+    let s = Swrk::start();
+    let opts = CriuOpts {
+        exec_cmd: vec!["/bin/sh".into(), "-c".into(), "echo exec-cmd ran".into()],
+        ..restore_opts(&dirs)
+    };
+    s.send(&request(CriuReqType::Restore, Some(opts)));
+    let r = s.converse(|_, _| true);
+    assert!(r.success, "{r:?}\n{}", log_tail(&dir, "restore.log"));
+    assert_eq!(s.exit_code(), Some(0), "the exit status is exec_cmd's");
+    let log = std::fs::read_to_string(dir.join("work/restore.log")).unwrap();
+    assert!(
+        log.contains("exec-cmd ran"),
+        "exec_cmd's stdout goes to the log:\n{log}"
+    );
+    assert!(w.is_alive());
+}
