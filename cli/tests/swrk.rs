@@ -593,3 +593,41 @@ fn stasis_swrk_refuses_a_missing_or_wrong_fd_on_stderr() {
     assert_eq!(code, Some(1));
     assert!(err.contains("SOCK_SEQPACKET"), "{err}");
 }
+
+#[test]
+fn the_request_s_config_file_overrides_its_options_and_is_refused_by_name_when_stasis_lacks_one() {
+    let scratch = Scratch::new("config");
+    let dirs = ClientDirs::open(&scratch);
+    let conf = scratch.0.join("runc.conf");
+    std::fs::write(
+        &conf,
+        "# as /etc/criu/runc.conf\nlog-file from-config.log\n",
+    )
+    .unwrap();
+    let mut opts = plain_opts(&dirs, 1);
+    opts.config_file = Some(conf.to_string_lossy().into_owned());
+    let s = Session::start();
+    let r = s.ask(&CriuReq {
+        opts: Some(opts.clone()),
+        features: Some(CriuFeatures::default()),
+        ..req(CriuReqType::FeatureCheck)
+    });
+    assert!(r.success, "{r:?}");
+    assert!(scratch.work().join("from-config.log").is_file());
+    assert!(
+        !scratch.work().join("dump.log").exists(),
+        "the config file wins"
+    );
+
+    std::fs::write(&conf, "tcp-established\n").unwrap();
+    let mut victim = Victim::start();
+    opts.pid = Some(victim.pid());
+    let s = Session::start();
+    let r = s.ask(&CriuReq {
+        opts: Some(opts),
+        ..req(CriuReqType::Dump)
+    });
+    assert_failure(&r, CriuReqType::Dump, EBADRQC, "--tcp-established");
+    assert!(r.cr_errmsg.unwrap().contains("runc.conf"));
+    victim.assert_untouched();
+}
