@@ -7,16 +7,24 @@ use prost::Message;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use stasis_images::pb::rpc::{CriuReq, CriuResp};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long any read from stasis or wait for it may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Spawning with an inheritable fd races with other tests' spawns; one at a time.
-static SPAWN: Mutex<()> = Mutex::new(());
+/// In the child, between fork and exec: lets `fd` through exec (only this child gets it,
+/// unlike clearing close-on-exec in the parent, which races with other tests' spawns).
+fn inherit(fd: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) takes plain integers and touches no memory.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
 
 pub fn stasis_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stasis"))
@@ -55,20 +63,21 @@ impl Session {
             std::process::id(),
             theirs.as_raw_fd()
         ));
-        let child = {
-            let _one = SPAWN.lock().unwrap_or_else(|p| p.into_inner());
-            rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).expect("clear CLOEXEC");
-            let mut cmd = Command::new(stasis_bin());
-            cmd.arg("swrk")
-                .arg(theirs.as_raw_fd().to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr).expect("stderr file"));
-            tweak(&mut cmd);
-            let child = cmd.spawn().expect("spawn stasis swrk");
-            drop(theirs);
-            child
-        };
+        let fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(stasis_bin());
+        cmd.arg("swrk")
+            .arg(fd.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        tweak(&mut cmd);
+        // SAFETY: between fork and exec the closure only calls fcntl(2), which is
+        // async-signal-safe, on a descriptor the child inherited from us.
+        unsafe {
+            cmd.pre_exec(move || inherit(fd));
+        }
+        let child = cmd.spawn().expect("spawn stasis swrk");
+        drop(theirs);
         rustix::net::sockopt::set_socket_timeout(
             &ours,
             rustix::net::sockopt::Timeout::Recv,

@@ -7,8 +7,8 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -20,8 +20,16 @@ use stasis_images::pb::rpc::{CriuOpts, CriuReq, CriuReqType, CriuResp};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One fd made inheritable at a time: another test's spawn must not pick it up.
-static SPAWN: Mutex<()> = Mutex::new(());
+/// In the child, between fork and exec: lets `fd` through exec, as go-criu's ExtraFiles
+/// do (clearing close-on-exec in the parent would race with other tests' spawns).
+fn inherit(fd: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) takes plain integers and touches no memory.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
 
 /// A `stasis swrk <fd>` child and our end of its socket.
 struct Swrk {
@@ -39,20 +47,20 @@ impl Swrk {
         )
         .expect("socketpair");
         proc::become_subreaper();
-        let child = {
-            let _one = SPAWN.lock().unwrap_or_else(|p| p.into_inner());
-            rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).unwrap();
-            let child = Command::new(stasis_bin())
-                .arg("swrk")
-                .arg(theirs.as_raw_fd().to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start stasis swrk");
-            drop(theirs);
-            child
-        };
+        let fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(stasis_bin());
+        cmd.arg("swrk")
+            .arg(fd.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec the closure only calls fcntl(2), which is
+        // async-signal-safe, on a descriptor the child inherited from us.
+        unsafe {
+            cmd.pre_exec(move || inherit(fd));
+        }
+        let child = cmd.spawn().expect("start stasis swrk");
+        drop(theirs);
         rustix::net::sockopt::set_socket_timeout(
             &ours,
             rustix::net::sockopt::Timeout::Recv,
