@@ -1,21 +1,74 @@
 //! Open files: the fd table (`fdinfo-<files_id>.img`), the file objects behind it and
-//! behind cwd, root, exe and file mappings (`files.img`), and `fs-<pid>.img`.
+//! behind cwd, root, exe and file mappings (`files.img`), the side images some objects
+//! need (`pipes-data`, `fifo-data`, `sk-queues`, `remap-fpath`, `ghost-file-N`, `memfd`,
+//! `filelocks`), and `fs-<pid>.img`.
+//!
+//! Each open file description is dumped once: a descriptor that shares its description
+//! with one already dumped (a `dup`, or one inherited over fork) refers to the same id,
+//! told by `kcmp(KCMP_FILE)`. The kinds themselves live in [`crate::fds`].
 
+use crate::fds::{self, FdKind, OpenFd};
 use crate::{procfs, DumpError, Result};
-use stasis_images::pb;
-use std::collections::HashMap;
+use stasis_images::{names, pb, ImageDir, ImageKind};
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
-/// The file objects of one dump, each written once to `files.img` and referred to by id.
+/// The file objects of one dump, each written once to `files.img` and referred to by id,
+/// with the side images that go with them.
 #[derive(Default)]
 pub struct FileTable {
     entries: Vec<pb::FileEntry>,
     by_key: HashMap<(String, u32, u64), u32>,
     next_id: u32,
+    /// Descriptions already dumped, by (st_dev, st_ino).
+    described: HashMap<(u64, u64), Vec<Described>>,
+    pub(crate) side: SideImages,
+}
+
+/// A descriptor already dumped: (pid, fd, file id, fd type).
+type Described = (i32, i32, u32, pb::FdTypes);
+
+/// Images beside `files.img` that the file objects fill.
+#[derive(Default)]
+pub struct SideImages {
+    /// `pipes-data.img`: one entry (and its bytes) per pipe inode with a reader.
+    pub pipe_data: Vec<(pb::PipeDataEntry, Vec<u8>)>,
+    /// `fifo-data.img`, the same for FIFOs.
+    pub fifo_data: Vec<(pb::PipeDataEntry, Vec<u8>)>,
+    /// Pipe inodes whose data is already in one of the two above.
+    pub pipes_dumped: HashSet<(bool, u32)>,
+    /// `sk-queues.img`: queued packets, each with its bytes, in queue order.
+    pub sk_queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
+    /// The unix sockets of the network namespace, read once per dump.
+    pub unix_diag: Option<HashMap<u32, stasis_sys::unixsock::UnixDiag>>,
+    /// The unix sockets dumped so far, for the check that their peers are dumped too.
+    pub unix_dumped: Vec<fds::unix::Dumped>,
+    /// `remap-fpath.img`.
+    pub remaps: Vec<pb::RemapFilePathEntry>,
+    /// `ghost-file-<id>.img`: (remap id, entry, contents).
+    pub ghosts: Vec<(u32, pb::GhostFileEntry, Vec<u8>)>,
+    /// `memfd.img` inodes.
+    pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
+    /// Contents of each memfd inode by shmid, written as `pagemap-shmem-<shmid>.img`.
+    pub memfd_contents: Vec<(u32, Vec<u8>)>,
+    /// `filelocks.img`.
+    pub locks: Vec<pb::FileLockEntry>,
 }
 
 impl FileTable {
+    /// A fresh id for a new file object.
+    pub fn new_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Adds a finished entry to `files.img`.
+    pub fn push(&mut self, entry: pb::FileEntry) {
+        self.entries.push(entry);
+    }
+
     /// Adds (or finds) a regular-file object for `path` opened with `flags`.
     pub fn reg(
         &mut self,
@@ -29,8 +82,22 @@ impl FileTable {
         if let Some(&id) = self.by_key.get(&key) {
             return id;
         }
-        self.next_id += 1;
-        let id = self.next_id;
+        let id = self.new_id();
+        self.push_reg(id, path, flags, pos, mnt_id, meta);
+        self.by_key.insert(key, id);
+        id
+    }
+
+    /// Adds the regular-file entry `id`.
+    pub fn push_reg(
+        &mut self,
+        id: u32,
+        path: &str,
+        flags: u32,
+        pos: u64,
+        mnt_id: i32,
+        meta: Option<&std::fs::Metadata>,
+    ) {
         self.entries.push(pb::FileEntry {
             r#type: pb::FdTypes::Reg as i32,
             id,
@@ -47,13 +114,72 @@ impl FileTable {
             }),
             ..Default::default()
         });
-        self.by_key.insert(key, id);
-        id
     }
 
-    /// The entries for `files.img`.
-    pub fn entries(&self) -> &[pb::FileEntry] {
-        &self.entries
+    /// The id of an already dumped description that descriptor `fd` of `pid` shares.
+    fn shared(
+        &self,
+        pid: i32,
+        fd: i32,
+        meta: &std::fs::Metadata,
+    ) -> Result<Option<(u32, pb::FdTypes)>> {
+        let Some(seen) = self.described.get(&(meta.dev(), meta.ino())) else {
+            return Ok(None);
+        };
+        for &(p, f, id, ty) in seen {
+            if stasis_sys::fdops::same_file(p, f, pid, fd)? {
+                return Ok(Some((id, ty)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn remember(&mut self, pid: i32, fd: i32, meta: &std::fs::Metadata, id: u32, ty: pb::FdTypes) {
+        self.described
+            .entry((meta.dev(), meta.ino()))
+            .or_default()
+            .push((pid, fd, id, ty));
+    }
+
+    /// Writes `files.img` and every side image that has entries.
+    pub fn write_images(&self, dir: &ImageDir) -> Result<()> {
+        dir.write(ImageKind::FILES, names::FILES, &self.entries)?;
+        let s = &self.side;
+        for (data, kind, name) in [
+            (&s.pipe_data, ImageKind::PIPES_DATA, names::PIPES_DATA),
+            (&s.fifo_data, ImageKind::FIFO_DATA, names::FIFO_DATA),
+        ] {
+            if !data.is_empty() {
+                let mut w = dir.writer(kind, name)?;
+                for (e, bytes) in data {
+                    w.entry_with_extra(e, bytes)?;
+                }
+                w.commit()?;
+            }
+        }
+        if !s.sk_queues.is_empty() {
+            let mut w = dir.writer(ImageKind::SK_QUEUES, names::SK_QUEUES)?;
+            for (e, bytes) in &s.sk_queues {
+                w.entry_with_extra(e, bytes)?;
+            }
+            w.commit()?;
+        }
+        if !s.remaps.is_empty() {
+            dir.write(ImageKind::REMAP_FPATH, names::REMAP_FPATH, &s.remaps)?;
+        }
+        for (id, entry, contents) in &s.ghosts {
+            let mut w = dir.writer(ImageKind::GHOST_FILE, &names::ghost_file(*id))?;
+            w.entry_with_extra(entry, contents)?;
+            w.commit()?;
+        }
+        if !s.memfd_inodes.is_empty() {
+            dir.write(ImageKind::MEMFD_INODE, names::MEMFD_INODE, &s.memfd_inodes)?;
+            fds::memfd::write_contents(dir, &s.memfd_contents)?;
+        }
+        if !s.locks.is_empty() {
+            dir.write(ImageKind::FILE_LOCKS, names::FILE_LOCKS, &s.locks)?;
+        }
+        Ok(())
     }
 }
 
@@ -69,6 +195,7 @@ pub fn collect_fds(
     table: &mut FileTable,
     shell_job: bool,
 ) -> Result<Vec<pb::FdinfoEntry>> {
+    let pidfd = stasis_sys::fdops::pidfd_open(pid)?;
     let mut out = Vec::new();
     for fd in procfs::fds(pid)? {
         let link = procfs::link(pid, &format!("fd/{fd}"))?;
@@ -78,44 +205,68 @@ pub fn collect_fds(
             source,
         })?;
         let info = procfs::fdinfo(pid, fd)?;
-        let unsupported = |kind: &str| DumpError::Unsupported {
-            pid,
-            what: format!("fd {fd} is {kind} ({link})"),
-        };
-        let ft = meta.file_type();
-        if link.ends_with(" (deleted)") {
-            return Err(unsupported("a deleted file"));
-        }
-        if !link.starts_with('/') {
-            return Err(unsupported("not a path-backed file"));
-        }
-        if ft.is_fifo() {
-            return Err(unsupported("a pipe or FIFO"));
-        }
-        if ft.is_socket() {
-            return Err(unsupported("a socket"));
-        }
-        if ft.is_char_device() && is_tty(&meta) && !shell_job {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!("fd {fd} is a terminal ({link}); dump it with --shell-job (-j)"),
-            });
-        }
-        if !(ft.is_file() || ft.is_dir() || ft.is_char_device() || ft.is_block_device()) {
-            return Err(unsupported("of an unsupported type"));
-        }
+        let f = OpenFd::new(pid, fd, pidfd.as_fd(), link, meta, &info);
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
-        let flags = info.flags & !(libc::O_CLOEXEC as u32);
-        let id = table.reg(&link, flags, info.pos, info.mnt_id, Some(&meta));
+        let (id, ty) = match table.shared(pid, fd, &f.meta)? {
+            Some(found) => found,
+            None => {
+                let id = table.new_id();
+                let ty = dump_object(table, &f, id, shell_job)?;
+                table.remember(pid, fd, &f.meta, id, ty);
+                (id, ty)
+            }
+        };
+        fds::locks::collect(table, &f, id)?;
         out.push(pb::FdinfoEntry {
             id,
             flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
-            r#type: pb::FdTypes::Reg as i32,
+            r#type: ty as i32,
             fd: fd as u32,
             xattr_security_selinux: None,
         });
     }
+    fds::epoll::check_targets(table, pid, &out)?;
+    fds::unix::check_peers(table)?;
     Ok(out)
+}
+
+/// Dumps the object behind one descriptor as file `id`; returns its type.
+fn dump_object(
+    table: &mut FileTable,
+    f: &OpenFd<'_>,
+    id: u32,
+    shell_job: bool,
+) -> Result<pb::FdTypes> {
+    match fds::classify(&f.link, &f.meta) {
+        FdKind::Reg => {
+            let ft = f.meta.file_type();
+            if ft.is_char_device() && is_tty(&f.meta) && !shell_job {
+                return Err(DumpError::Unsupported {
+                    pid: f.pid,
+                    what: format!(
+                        "fd {} is a terminal ({}); dump it with --shell-job (-j)",
+                        f.fd, f.link
+                    ),
+                });
+            }
+            if !(ft.is_file() || ft.is_dir() || ft.is_char_device() || ft.is_block_device()) {
+                return Err(f.unsupported("a file of an unsupported type"));
+            }
+            table.push_reg(id, &f.link, f.flags, f.pos, f.mnt_id, Some(&f.meta));
+            Ok(pb::FdTypes::Reg)
+        }
+        FdKind::Deleted => fds::ghost::dump(table, f, id),
+        FdKind::Pipe => fds::pipe::dump_pipe(table, f, id),
+        FdKind::Fifo => fds::pipe::dump_fifo(table, f, id),
+        FdKind::Socket => fds::unix::dump(table, f, id),
+        FdKind::Eventfd => fds::anon::dump_eventfd(table, f, id),
+        FdKind::Signalfd => fds::anon::dump_signalfd(table, f, id),
+        FdKind::Timerfd => fds::anon::dump_timerfd(table, f, id),
+        FdKind::Epoll => fds::epoll::dump(table, f, id),
+        FdKind::Inotify => fds::inotify::dump(table, f, id),
+        FdKind::Memfd => fds::memfd::dump(table, f, id),
+        FdKind::Other => Err(f.unsupported("an object stasis cannot checkpoint yet")),
+    }
 }
 
 /// The `fs` entry: cwd and root as file objects, and the umask.

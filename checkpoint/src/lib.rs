@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod cpu_record;
+mod fds;
 mod files;
 mod hook;
 mod memory;
@@ -341,7 +342,7 @@ fn collect(
     dir.write_pagemap(upid, &pb::PagemapHead { pages_id: 1 }, &pagemap)?;
     dir.write(ImageKind::FDINFO, &names::fdinfo(ids.files_id), &fdinfo)?;
     dir.write_one(ImageKind::FS, &names::fs(upid), &fs)?;
-    dir.write(ImageKind::FILES, names::FILES, files.entries())?;
+    files.write_images(dir)?;
     dir.write_one(
         ImageKind::SECCOMP,
         names::SECCOMP,

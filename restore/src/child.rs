@@ -5,9 +5,6 @@
 
 use crate::plan::TaskPlan;
 use stasis_sys::process;
-use std::collections::HashMap;
-use std::os::fd::{IntoRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 
 /// The lowest descriptor number above every fd of the image (where the child parks its own).
 pub fn high_fd(plan: &TaskPlan) -> i32 {
@@ -84,40 +81,9 @@ fn setup(plan: &TaskPlan, shell_job: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Reopens every descriptor at its number; descriptors that shared one open file share
-/// it again (same offset and flags).
+/// Rebuilds the descriptor table: every descriptor at its number, sharing open file
+/// descriptions as dumped (see [`crate::fds`]). Numbers from `high_fd + 2` up are free
+/// for parking (the pages image and the report socket sit just below).
 fn open_fds(plan: &TaskPlan) -> Result<(), String> {
-    let mut first: HashMap<u32, i32> = HashMap::new();
-    for f in &plan.fds {
-        let cloexec = if f.cloexec { libc::O_CLOEXEC } else { 0 };
-        if let Some(&other) = first.get(&f.file_id) {
-            process::dup3(other, f.fd, cloexec).map_err(|e| e.to_string())?;
-            continue;
-        }
-        let acc = f.flags as i32 & libc::O_ACCMODE;
-        let custom = f.flags as i32
-            & !(libc::O_ACCMODE | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC);
-        let file = std::fs::OpenOptions::new()
-            .read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-            .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-            .custom_flags(custom)
-            .open(&f.path)
-            .map_err(|e| format!("fd {}: open {}: {e}", f.fd, f.path))?;
-        let raw = OwnedFd::from(file).into_raw_fd();
-        if raw != f.fd {
-            process::dup3(raw, f.fd, cloexec).map_err(|e| e.to_string())?;
-            process::close_fd(raw);
-        } else {
-            // std opens with O_CLOEXEC: set the dumped flag either way.
-            let fd_flags = if f.cloexec { libc::FD_CLOEXEC } else { 0 };
-            process::set_fd_flags(raw, fd_flags).map_err(|e| e.to_string())?;
-        }
-        if let Err(e) = process::seek_to(f.fd, f.pos) {
-            if e.errno() != Some(libc::ESPIPE) {
-                return Err(format!("fd {}: seek to {}: {e}", f.fd, f.pos));
-            }
-        }
-        first.insert(f.file_id, f.fd);
-    }
-    Ok(())
+    crate::fds::open_all(plan, high_fd(plan) + 2)
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod fds;
 mod hook;
 mod layout;
 mod plan;

@@ -5,15 +5,13 @@ use crate::{RestoreError, Result};
 use stasis_images::{names, pb, ImageDir, ImageKind, PE_PRESENT};
 use std::collections::HashMap;
 
-/// One descriptor to reopen.
+/// One descriptor to reopen: its number, its close-on-exec flag and the file object
+/// behind it (an id of `files.img`, described in [`TaskPlan::objects`]).
 #[derive(Clone, Debug)]
 pub struct FdPlan {
     pub fd: i32,
     pub cloexec: bool,
     pub file_id: u32,
-    pub path: String,
-    pub flags: u32,
-    pub pos: u64,
 }
 
 /// Everything needed to restore one single-threaded process.
@@ -36,6 +34,8 @@ pub struct TaskPlan {
     pub umask: u32,
     pub exe: String,
     pub files: HashMap<u32, pb::RegFileEntry>,
+    /// Every file object of the image with its side data (pipe bytes, socket queues...).
+    pub objects: crate::fds::Objects,
 }
 
 const PAGE: u64 = 4096;
@@ -113,22 +113,8 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
     let pages_bytes = check_pagemap(&pm_name, &pagemap, &mm.vmas)?;
 
     let file_entries: Vec<pb::FileEntry> = dir.read(ImageKind::FILES, names::FILES)?;
-    let mut files = HashMap::new();
-    for f in file_entries {
-        match f.reg {
-            Some(reg) if f.r#type == pb::FdTypes::Reg as i32 => {
-                files.insert(f.id, reg);
-            }
-            _ => {
-                return Err(RestoreError::Unsupported(format!(
-                    "{}: file id {} has type {}; only regular files and devices are supported yet",
-                    names::FILES,
-                    f.id,
-                    f.r#type
-                )))
-            }
-        }
-    }
+    let objects = crate::fds::Objects::read(dir, file_entries)?;
+    let files = objects.regular_files();
     let file = |id: u32, what: &str, img: &str| -> Result<pb::RegFileEntry> {
         files.get(&id).cloned().ok_or_else(|| {
             bad(
@@ -143,7 +129,7 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
     let fdinfo_name = names::fdinfo(ids.files_id);
     let mut fds = Vec::new();
     for e in dir.read::<pb::FdinfoEntry>(ImageKind::FDINFO, &fdinfo_name)? {
-        let reg = file(e.id, &format!("fd {}", e.fd), &fdinfo_name)?;
+        objects.check_fd(&e, &fdinfo_name)?;
         if e.fd > i32::MAX as u32 / 2 {
             return Err(bad(
                 &fdinfo_name,
@@ -154,9 +140,6 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
             fd: e.fd as i32,
             cloexec: e.flags & libc::FD_CLOEXEC as u32 != 0,
             file_id: e.id,
-            path: reg.name,
-            flags: reg.flags,
-            pos: reg.pos,
         });
     }
     fds.sort_by_key(|f| f.fd);
@@ -190,6 +173,7 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
         umask: fs.umask.unwrap_or(0o022),
         exe,
         files,
+        objects,
     })
 }
 

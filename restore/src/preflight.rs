@@ -17,9 +17,7 @@ pub fn check(plan: &TaskPlan, dir: &ImageDir) -> Result<()> {
         ("root", plan.root.clone()),
         ("exe", plan.exe.clone()),
     ];
-    for f in &plan.fds {
-        paths.push(("fd", f.path.clone()));
-    }
+    paths.extend(plan.objects.paths_needed(&plan.fds));
     for v in plan
         .mm
         .vmas

@@ -9,10 +9,12 @@
 pub mod cpu;
 pub mod error;
 pub mod fd;
+pub mod fdops;
 pub mod mem;
 pub mod process;
 pub mod ptrace;
 pub mod uffd;
+pub mod unixsock;
 pub mod xsave;
 
 pub use error::{Result, SysError};

@@ -194,11 +194,11 @@ fn dump_refuses_a_multithreaded_process_and_leaves_it_running() {
 }
 
 #[test]
-fn dump_refuses_a_process_holding_a_pipe_and_leaves_it_running() {
-    dump_refuses("pipe", "pipe");
+fn dump_refuses_a_process_holding_a_perf_event_and_leaves_it_running() {
+    dump_refuses("perf", "perf_event");
 }
 
 #[test]
-fn dump_refuses_a_process_holding_a_unix_socket_and_leaves_it_running() {
+fn dump_refuses_a_process_holding_a_tcp_socket_and_leaves_it_running() {
     dump_refuses("socket", "socket");
 }

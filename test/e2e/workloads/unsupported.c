@@ -4,15 +4,18 @@
  * A ticking process that holds one thing stasis cannot checkpoint yet, so
  * that the test can check the dump refuses it and leaves the process alone:
  *   thread  - a second thread, sleeping
- *   pipe    - both ends of a pipe, with unread data in it
- *   socket  - a connected AF_UNIX socketpair, with unread data in it
+ *   perf    - a perf_event counter descriptor
+ *   socket  - a listening TCP socket on the loopback
  *
  * Log: "start pid <pid> kind <kind>", then "tick <n>".
  */
 #include "common.h"
 
+#include <linux/perf_event.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 static void *sleeper(void *arg)
 {
@@ -35,14 +38,21 @@ int main(int argc, char **argv)
 			errno = EAGAIN;
 			die("pthread_create");
 		}
-	} else if (!strcmp(kind, "pipe")) {
-		if (pipe(fds))
-			die("pipe");
-		write_all(fds[1], "queued", 6);
+	} else if (!strcmp(kind, "perf")) {
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE,
+			.size = sizeof attr,
+			.config = PERF_COUNT_SW_TASK_CLOCK,
+		};
+		fds[0] = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+		if (fds[0] < 0)
+			die("perf_event_open");
 	} else if (!strcmp(kind, "socket")) {
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds))
-			die("socketpair");
-		write_all(fds[1], "queued", 6);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		fds[0] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&a, sizeof a) || listen(fds[0], 1))
+			die("TCP socket");
 	} else {
 		errno = EINVAL;
 		die("KIND");

@@ -1,0 +1,366 @@
+//! The file objects of an image (`files.img` and the images beside it) and how the
+//! restoring child rebuilds its descriptor table from them.
+//!
+//! [`Objects::read`] runs at plan time: every entry is decoded, checked and its side data
+//! (pipe and FIFO bytes, socket queues, ...) read with bounds. [`open_all`] runs in the
+//! forked child before the metamorphosis, in three steps:
+//!
+//! 1. create every open file description, parked on descriptors above every number the
+//!    image uses (objects that need each other — the two ends of a pipe, connected
+//!    sockets — are created together);
+//! 2. `dup3` each onto its number(s) with its close-on-exec flag, and close the parked
+//!    copies;
+//! 3. what needs the final numbers: epoll registrations (an epoll item is keyed by the
+//!    descriptor number it was added with).
+//!
+//! Nothing here logs: the child closed stasis's log file, and its descriptor number is
+//! reused by the restored descriptors.
+
+mod pipe;
+mod reg;
+mod unix;
+
+use crate::plan::{FdPlan, TaskPlan};
+use crate::{RestoreError, Result};
+use stasis_images::{names, pb, ImageDir, ImageKind};
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// Errors of the child are plain text, reported to the parent over the report socket.
+pub type ChildResult<T> = std::result::Result<T, String>;
+
+/// Most bytes a pipe can hold (`/proc/sys/fs/pipe-max-size` allows at most 2 GiB; images
+/// claiming more than this are refused rather than allocated).
+const MAX_PIPE_BYTES: u32 = 256 << 20;
+/// Largest queued socket message accepted from an image.
+const MAX_PACKET: u32 = 64 << 20;
+
+/// The bytes buffered in one pipe or FIFO.
+#[derive(Clone, Debug, Default)]
+pub struct PipeData {
+    /// The pipe's capacity (`F_SETPIPE_SZ`), when the image records it.
+    pub size: Option<u32>,
+    pub bytes: Vec<u8>,
+}
+
+/// Every file object of the image, with its side data.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    entries: HashMap<u32, pb::FileEntry>,
+    /// `pipes-data.img` by pipe inode.
+    pub pipe_data: HashMap<u32, PipeData>,
+    /// `fifo-data.img` by pipe inode.
+    pub fifo_data: HashMap<u32, PipeData>,
+    /// `sk-queues.img`: the queued messages of each socket (by its file id), in order.
+    pub sk_queues: HashMap<u32, Vec<Vec<u8>>>,
+}
+
+fn bad(file: &str, what: impl Into<String>) -> RestoreError {
+    RestoreError::BadImage {
+        file: file.to_string(),
+        what: what.into(),
+    }
+}
+
+fn type_name(t: i32) -> String {
+    pb::FdTypes::try_from(t)
+        .map(|t| t.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("type {t}"))
+}
+
+impl Objects {
+    /// Checks every entry of `files.img` and reads the side images.
+    pub fn read(dir: &ImageDir, entries: Vec<pb::FileEntry>) -> Result<Objects> {
+        let mut objs = Objects::default();
+        for e in entries {
+            check_entry(&e)?;
+            if objs.entries.insert(e.id, e.clone()).is_some() {
+                return Err(bad(names::FILES, format!("file id {} appears twice", e.id)));
+            }
+        }
+        for e in objs.entries.values() {
+            if let Some(fifo) = &e.fifo {
+                let regf = fifo.regf_id.unwrap_or(fifo.id);
+                let path_entry = objs
+                    .entries
+                    .values()
+                    .find(|r| r.id == regf && r.reg.is_some());
+                if path_entry.is_none() {
+                    return Err(bad(
+                        names::FILES,
+                        format!(
+                            "fifo {} refers to path entry {regf}, which is missing",
+                            e.id
+                        ),
+                    ));
+                }
+            }
+        }
+        objs.pipe_data = read_pipe_data(dir, ImageKind::PIPES_DATA, names::PIPES_DATA)?;
+        objs.fifo_data = read_pipe_data(dir, ImageKind::FIFO_DATA, names::FIFO_DATA)?;
+        objs.sk_queues = read_sk_queues(dir)?;
+        for id in objs.sk_queues.keys() {
+            if objs.entries.get(id).and_then(|e| e.usk.as_ref()).is_none() {
+                return Err(bad(
+                    names::SK_QUEUES,
+                    format!("queued messages for file id {id}, which is no unix socket"),
+                ));
+            }
+        }
+        Ok(objs)
+    }
+
+    /// The regular-file entries (paths of fds, cwd, root, exe and mappings) by id.
+    pub fn regular_files(&self) -> HashMap<u32, pb::RegFileEntry> {
+        self.entries
+            .iter()
+            .filter_map(|(id, e)| Some((*id, e.reg.clone()?)))
+            .collect()
+    }
+
+    /// The entry `id`.
+    pub fn get(&self, id: u32) -> Option<&pb::FileEntry> {
+        self.entries.get(&id)
+    }
+
+    /// Checks that fdinfo entry `e` (of image `img`) refers to an object of its type.
+    pub fn check_fd(&self, e: &pb::FdinfoEntry, img: &str) -> Result<()> {
+        let obj = self.entries.get(&e.id).ok_or_else(|| {
+            bad(
+                img,
+                format!(
+                    "fd {} refers to file id {}, which {} lacks",
+                    e.fd,
+                    e.id,
+                    names::FILES
+                ),
+            )
+        })?;
+        if obj.r#type != e.r#type {
+            return Err(bad(
+                img,
+                format!(
+                    "fd {} has type {} but file id {} is {}",
+                    e.fd,
+                    type_name(e.r#type),
+                    e.id,
+                    type_name(obj.r#type)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The paths the descriptors need to exist before anything is created.
+    pub fn paths_needed(&self, fds: &[FdPlan]) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for f in fds {
+            let Some(e) = self.entries.get(&f.file_id) else {
+                continue;
+            };
+            if let Some(reg) = &e.reg {
+                out.push(("fd", reg.name.clone()));
+            }
+            if let Some(fifo) = &e.fifo {
+                if let Some(reg) = self
+                    .entries
+                    .get(&fifo.regf_id.unwrap_or(fifo.id))
+                    .and_then(|r| r.reg.as_ref())
+                {
+                    out.push(("fifo", reg.name.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Checks that an entry carries the payload of its type and that stasis restores it.
+fn check_entry(e: &pb::FileEntry) -> Result<()> {
+    use pb::FdTypes as T;
+    let t = T::try_from(e.r#type).map_err(|_| {
+        bad(
+            names::FILES,
+            format!("file id {} has unknown type {}", e.id, e.r#type),
+        )
+    })?;
+    let (present, payload_id) = match t {
+        T::Reg => (e.reg.is_some(), e.reg.as_ref().map(|p| p.id)),
+        T::Pipe => (e.pipe.is_some(), e.pipe.as_ref().map(|p| p.id)),
+        T::Fifo => (e.fifo.is_some(), e.fifo.as_ref().map(|p| p.id)),
+        T::Unixsk => (e.usk.is_some(), e.usk.as_ref().map(|p| p.id)),
+        other => {
+            return Err(RestoreError::Unsupported(format!(
+                "{}: file id {} is {}; not supported yet",
+                names::FILES,
+                e.id,
+                other.as_str_name()
+            )))
+        }
+    };
+    if !present {
+        return Err(bad(
+            names::FILES,
+            format!(
+                "file id {} of type {} lacks its payload",
+                e.id,
+                t.as_str_name()
+            ),
+        ));
+    }
+    if payload_id != Some(e.id) {
+        return Err(bad(
+            names::FILES,
+            format!(
+                "file id {} carries a payload with id {:?}",
+                e.id, payload_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_pipe_data(dir: &ImageDir, kind: ImageKind, name: &str) -> Result<HashMap<u32, PipeData>> {
+    let mut out = HashMap::new();
+    if !dir.exists(name) {
+        return Ok(out);
+    }
+    let mut r = dir.reader(kind, name)?;
+    while let Some(e) = r.next::<pb::PipeDataEntry>()? {
+        let cap = e.size.unwrap_or(MAX_PIPE_BYTES).min(MAX_PIPE_BYTES);
+        if e.bytes > cap {
+            return Err(bad(
+                name,
+                format!(
+                    "pipe {:#x} claims {} bytes, more than its capacity {cap}",
+                    e.pipe_id, e.bytes
+                ),
+            ));
+        }
+        let bytes = r.read_extra(e.bytes as usize)?;
+        let data = PipeData {
+            size: e.size,
+            bytes,
+        };
+        if out.insert(e.pipe_id, data).is_some() {
+            return Err(bad(name, format!("pipe {:#x} has data twice", e.pipe_id)));
+        }
+    }
+    Ok(out)
+}
+
+fn read_sk_queues(dir: &ImageDir) -> Result<HashMap<u32, Vec<Vec<u8>>>> {
+    let mut out: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
+    if !dir.exists(names::SK_QUEUES) {
+        return Ok(out);
+    }
+    let mut r = dir.reader(ImageKind::SK_QUEUES, names::SK_QUEUES)?;
+    while let Some(e) = r.next::<pb::SkPacketEntry>()? {
+        if e.length > MAX_PACKET {
+            return Err(bad(
+                names::SK_QUEUES,
+                format!("a message of {} bytes for socket {}", e.length, e.id_for),
+            ));
+        }
+        if !e.scm.is_empty() {
+            return Err(RestoreError::Unsupported(format!(
+                "{}: a message for socket {} carries descriptors (SCM_RIGHTS)",
+                names::SK_QUEUES,
+                e.id_for
+            )));
+        }
+        let bytes = r.read_extra(e.length as usize)?;
+        out.entry(e.id_for).or_default().push(bytes);
+    }
+    Ok(out)
+}
+
+/// The open file descriptions the child has created, parked above every image fd.
+pub struct Made {
+    floor: i32,
+    fds: HashMap<u32, OwnedFd>,
+    /// FIFOs (by pipe inode) whose dumped bytes are already written back.
+    pub fifo_filled: HashSet<u32>,
+}
+
+impl Made {
+    /// Parks `fd` (moved above the image's numbers) as file `id`.
+    pub fn put(&mut self, id: u32, fd: OwnedFd) -> ChildResult<()> {
+        let parked = if fd.as_raw_fd() >= self.floor {
+            fd
+        } else {
+            stasis_sys::fdops::dup_above(fd.as_fd(), self.floor).map_err(|e| e.to_string())?
+        };
+        self.fds.insert(id, parked);
+        Ok(())
+    }
+
+    pub fn get(&self, id: u32) -> Option<BorrowedFd<'_>> {
+        self.fds.get(&id).map(|f| f.as_fd())
+    }
+
+    pub fn has(&self, id: u32) -> bool {
+        self.fds.contains_key(&id)
+    }
+}
+
+/// Sets the open flags F_SETFL can change and the O_ASYNC owner of `fd`.
+pub fn set_params(fd: BorrowedFd<'_>, flags: u32, fown: &pb::FownEntry) -> ChildResult<()> {
+    let settable =
+        libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+    stasis_sys::fdops::set_status_flags(fd, flags as i32 & settable).map_err(|e| e.to_string())?;
+    if fown.pid != 0 {
+        stasis_sys::fdops::set_owner(
+            fd,
+            fown.pid_type as i32,
+            fown.pid as i32,
+            fown.signum as i32,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the descriptor table of `plan` in the calling (child) process. Descriptors
+/// numbered `floor` and above are free for parking.
+pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
+    let objs = &plan.objects;
+    let mut made = Made {
+        floor,
+        fds: HashMap::new(),
+        fifo_filled: HashSet::new(),
+    };
+    unix::open_all(objs, &plan.fds, &mut made)?;
+    for f in &plan.fds {
+        if made.has(f.file_id) {
+            continue;
+        }
+        let e = objs
+            .get(f.file_id)
+            .ok_or_else(|| format!("fd {}: no file id {}", f.fd, f.file_id))?;
+        let what = |err: String| format!("fd {}: {err}", f.fd);
+        if let Some(reg) = &e.reg {
+            let fd = reg::open(reg).map_err(what)?;
+            made.put(f.file_id, fd).map_err(what)?;
+        } else if let Some(p) = &e.pipe {
+            pipe::open_pipe(objs, &plan.fds, p, &mut made).map_err(what)?;
+        } else if let Some(p) = &e.fifo {
+            pipe::open_fifo(objs, p, &mut made).map_err(what)?;
+        } else {
+            return Err(format!(
+                "fd {}: file id {} has no restorer",
+                f.fd, f.file_id
+            ));
+        }
+    }
+    for f in &plan.fds {
+        let src = made
+            .get(f.file_id)
+            .ok_or_else(|| format!("fd {}: file id {} was not created", f.fd, f.file_id))?;
+        let cloexec = if f.cloexec { libc::O_CLOEXEC } else { 0 };
+        stasis_sys::process::dup3(src.as_raw_fd(), f.fd, cloexec)
+            .map_err(|e| format!("fd {}: {e}", f.fd))?;
+    }
+    drop(made);
+    Ok(())
+}
