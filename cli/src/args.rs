@@ -21,6 +21,12 @@ pub struct Args {
     pub timeout: Option<u32>,
     pub restore_sibling: bool,
     pub feature: Option<String>,
+    /// `--cpu-cap[=CAPS]`: `Some("")` without a value (CRIU: every check).
+    pub cpu_cap: Option<String>,
+    /// `inspect --cpu`: describe the CPU record.
+    pub cpu: bool,
+    /// `inspect --json`: machine-readable output.
+    pub json: bool,
     pub version: bool,
     pub help: bool,
     /// Positional arguments after the verb (for example `swrk <fd>`).
@@ -60,7 +66,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--inherit-fd",
     "--join-ns",
     "--root",
-    "--cpu-cap",
     "--ghost-limit",
     "--action-script",
     "--veth-pair",
@@ -121,6 +126,24 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
                 a.timeout = Some(parse_num(&name, &value(&mut it)?, "number of seconds")?)
             }
             "--feature" => a.feature = Some(value(&mut it)?),
+            // CRIU's optional argument: `--cpu-cap=CAPS`, or a separate word that parses
+            // as caps; a bare `--cpu-cap` means every check.
+            "--cpu-cap" => {
+                let v = match &attached {
+                    Some(v) => v.clone(),
+                    None => it
+                        .next_if(|n| !n.is_empty() && stasis_cpu::CpuCap::parse(n).is_ok())
+                        .unwrap_or_default(),
+                };
+                stasis_cpu::CpuCap::parse(&v).map_err(|_| ArgError::Invalid {
+                    opt: name.clone(),
+                    value: v.clone(),
+                    what: "list of fpu, cpu, ins, jvm, all, none",
+                })?;
+                a.cpu_cap = Some(v);
+            }
+            "--cpu" => a.cpu = true,
+            "--json" => a.json = true,
             "-v" => {
                 a.verbosity = match &attached {
                     // "-vvv" counts the v's; "-v4" is a level.
@@ -181,6 +204,30 @@ mod tests {
             p("restore -D/x -d --pidfile p").unwrap().pidfile.as_deref(),
             Some(std::path::Path::new("p"))
         );
+    }
+
+    #[test]
+    fn cpu_cap_takes_criu_values_attached_or_as_the_next_word() {
+        assert_eq!(
+            p("restore --cpu-cap=fpu,jvm").unwrap().cpu_cap.as_deref(),
+            Some("fpu,jvm")
+        );
+        let a = p("restore --cpu-cap ^jvm -D /x").unwrap();
+        assert_eq!(a.cpu_cap.as_deref(), Some("^jvm"));
+        assert_eq!(a.images_dir.as_deref(), Some(std::path::Path::new("/x")));
+        // Bare: every check; the next word is a verb, not caps.
+        let b = p("--cpu-cap cpuinfo check").unwrap();
+        assert_eq!(
+            (b.cpu_cap.as_deref(), b.verb.as_str()),
+            (Some(""), "cpuinfo")
+        );
+        assert!(matches!(
+            p("restore --cpu-cap=avx").unwrap_err(),
+            ArgError::Invalid { .. }
+        ));
+        let i = p("inspect /img --cpu --json").unwrap();
+        assert!(i.cpu && i.json);
+        assert_eq!(i.rest, ["/img"]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod cpuinfo;
+mod inspect;
 mod logger;
 mod swrk;
 
@@ -15,8 +17,11 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn usage() -> &'static str {
     "usage: stasis dump -t PID -D DIR [-W DIR] [-o LOG] [-v[N]] [--leave-running] [-j]\n\
-     \x20      stasis restore -D DIR [-W DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--restore-sibling] [--check-only]\n\
+     \x20      stasis restore -D DIR [-W DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--restore-sibling] [--check-only] [--cpu-cap[=CAPS]]\n\
      \x20      stasis check [--feature NAME]\n\
+     \x20      stasis cpuinfo dump -D DIR [-t PID]\n\
+     \x20      stasis cpuinfo check -D DIR [--cpu-cap[=CAPS]]\n\
+     \x20      stasis inspect DIR --cpu [--json]\n\
      \x20      stasis swrk FD    (CRIU's RPC service worker, as runc, podman and containerd start it)\n\
      \x20      stasis --version"
 }
@@ -96,6 +101,8 @@ fn run(args: &Args, check_only: bool) -> Result<ExitCode> {
         "dump" => dump(args),
         "restore" => restore(args, check_only),
         "check" => check(args),
+        "cpuinfo" => cpuinfo::run(args),
+        "inspect" => inspect::run(args),
         "pre-dump" => bail!("pre-dump needs dirty-page tracking, which this kernel lacks (no soft-dirty bits); stasis does not support it yet"),
         v => bail!("unknown command {v:?}\n{}", usage()),
     }
@@ -134,6 +141,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         hook: Default::default(),
         restore_sibling: args.restore_sibling,
         check_only,
+        cpu_cap: args.cpu_cap.clone(),
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

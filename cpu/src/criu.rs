@@ -134,7 +134,7 @@ fn family_model_stepping(eax: u32) -> (u32, u32, u32) {
 }
 
 /// The brand string of leaves 0x8000_0002–4, leading blanks removed, or `None`.
-fn model_id(src: &dyn CpuidSource) -> Option<String> {
+pub fn model_id(src: &dyn CpuidSource) -> Option<String> {
     if src.max_ext_leaf() < 0x8000_0004 {
         return None;
     }

@@ -326,7 +326,7 @@ pub struct GatePass {
 /// Features whose absence changes no instruction a JVM executes.
 const WARN_ONLY: u128 = 1 << bit::TSCINV | 1 << bit::TSCINV_BIT | 1 << bit::HV;
 /// Features ignored outright (CRaC ignores `ht`: it differs between hybrid cores).
-const IGNORED: u128 = 1 << bit::HT;
+pub(crate) const IGNORED: u128 = 1 << bit::HT;
 
 /// Runs the checks `cap` selects for restoring `image` on `host`.
 pub fn check(image: &CpuRecord, host: &CpuRecord, cap: CpuCap) -> Result<GatePass, GateRefusal> {

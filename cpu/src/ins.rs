@@ -142,6 +142,15 @@ pub(crate) fn bit_name(leaf: u32, sub: u32, reg: usize, bit: u32) -> String {
         .unwrap_or_else(|| format!("CPUID.{leaf:#x}.{sub}:{}[{bit}]", REG_NAMES[reg]))
 }
 
+/// The `/proc/cpuinfo` names of the instruction bits `cpu` has.
+pub(crate) fn present_instructions(cpu: &dyn CpuidSource) -> Vec<&'static str> {
+    INSTRUCTIONS
+        .iter()
+        .filter(|&&(leaf, sub, reg, bit, _)| cpu.leaf(leaf, sub)[reg] >> bit & 1 != 0)
+        .map(|&(_, _, _, _, name)| name)
+        .collect()
+}
+
 /// The instruction bits `image` has and `host` lacks.
 pub(crate) fn missing_instructions(
     image: &dyn CpuidSource,

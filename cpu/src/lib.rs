@@ -12,6 +12,7 @@
 //! * [`criu`]: CRIU's `cpuinfo.img` entry from a recording, and back.
 //! * [`image`]: the record in an images directory (`cpuinfo.img` plus
 //!   `stasis-cpu.json`), written at dump and read by the restore gate ([`ImageCpu`]).
+//! * [`report`]: what `stasis inspect DIR --cpu` prints.
 //!
 //! # raw-cpuid and stasis's own bits
 //!
@@ -39,6 +40,7 @@ pub mod image;
 mod ins;
 pub mod jvm;
 mod record;
+pub mod report;
 
 pub use cpuid::{CpuIdentity, CpuidSource, HostCpuid, RecordedCpuid, Vendor};
 pub use error::CpuError;

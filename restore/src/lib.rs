@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod cpu_gate;
 mod fds;
 mod hook;
 mod layout;
@@ -85,6 +86,9 @@ pub struct RestoreOptions {
     pub restore_sibling: bool,
     /// Run the whole preflight and stop.
     pub check_only: bool,
+    /// CRIU's `--cpu-cap` value (`fpu,jvm`, `^ins`, `none`...); `None`: the default for
+    /// the image, `fpu` plus `jvm` when it holds a JVM.
+    pub cpu_cap: Option<String>,
     /// Called at each [`RestoreStage`]; an error stops the restore (CRIU's action scripts).
     pub hook: RestoreHook,
 }
@@ -107,7 +111,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let dir = ImageDir::open(&opts.images_dir)?;
     let plan = plan::read(&dir)?;
-    preflight::check(&plan, &dir)?;
+    preflight::check(&plan, &dir, opts.cpu_cap.as_deref())?;
     if opts.check_only {
         return Ok(RestoreOutcome::CheckedOnly);
     }

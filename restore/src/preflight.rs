@@ -8,7 +8,8 @@ use stasis_images::ImageDir;
 use std::os::unix::fs::FileExt;
 
 /// Runs every check.
-pub fn check(plan: &TaskPlan, dir: &ImageDir) -> Result<()> {
+pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>) -> Result<()> {
+    crate::cpu_gate::check(dir, cpu_cap)?;
     if stasis_sys::process::pid_in_use(plan.pid) {
         return Err(RestoreError::PidTaken { pid: plan.pid });
     }
