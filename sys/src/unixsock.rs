@@ -213,6 +213,9 @@ pub fn set_time_opt(fd: BorrowedFd<'_>, opt: i32, sec: u64, usec: u64) -> Result
 pub struct Peeked {
     /// Bytes copied into the caller's buffer.
     pub len: usize,
+    /// The whole message's length (as `len` unless the peek asked for it with
+    /// `MSG_TRUNC` and the message did not fit).
+    pub full_len: usize,
     /// The message was longer than the buffer (MSG_TRUNC).
     pub truncated: bool,
     /// Control messages did not fit (MSG_CTRUNC).
@@ -227,7 +230,11 @@ pub struct Peeked {
 /// the next bytes) at the socket's peek offset into `buf` without consuming it. `None`
 /// when nothing more is queued (EAGAIN); a length of 0 is either a zero-length datagram
 /// or, on a stream, the end of the data of a peer that shut its side down.
-pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<Peeked>> {
+///
+/// With `full_len` (datagram and seqpacket sockets only) the kernel reports a message's
+/// whole length even when it did not fit; the peek offset still moves by the bytes
+/// copied.
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8], full_len: bool) -> Result<Option<Peeked>> {
     let mut control = [0u64; 64]; // 512 bytes, 8-byte aligned as cmsghdr needs
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -239,9 +246,10 @@ pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<Peeked>> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control);
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | if full_len { libc::MSG_TRUNC } else { 0 };
     // SAFETY: msg points to one iovec covering `buf` and to `control`, both writable
     // for their advertised lengths.
-    let ret = unsafe { libc::recvmsg(raw(fd), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let ret = unsafe { libc::recvmsg(raw(fd), &mut msg, flags) };
     if ret < 0 {
         let e = SysError::last("recvmsg(MSG_PEEK)", format!("fd {}", raw(fd)));
         if e.errno() == Some(libc::EAGAIN) {
@@ -250,7 +258,8 @@ pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<Peeked>> {
         return Err(e);
     }
     let mut out = Peeked {
-        len: ret as usize,
+        len: (ret as usize).min(buf.len()),
+        full_len: ret as usize,
         truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         control_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
         rights: Vec::new(),
@@ -516,14 +525,26 @@ mod tests {
         send(a, b"three", 0).unwrap();
         set_int_opt(b, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).unwrap();
         let mut buf = [0u8; 64];
-        let p = peek(b, &mut buf).unwrap().unwrap();
+        let p = peek(b, &mut buf, true).unwrap().unwrap();
         assert_eq!(&buf[..p.len], b"one");
-        let p = peek(b, &mut buf).unwrap().unwrap();
+        let p = peek(b, &mut buf, true).unwrap().unwrap();
         assert_eq!(&buf[..p.len], b"three");
-        assert!(peek(b, &mut buf).unwrap().is_none());
+        assert!(peek(b, &mut buf, true).unwrap().is_none());
         set_int_opt(b, libc::SOL_SOCKET, libc::SO_PEEK_OFF, -1).unwrap();
         let mut file = std::fs::File::from(b_owned.try_clone().unwrap());
         let n = std::io::Read::read(&mut file, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"one");
+    }
+
+    #[test]
+    fn a_datagram_larger_than_the_buffer_reports_its_whole_length() {
+        let (a, b) = socketpair(libc::SOCK_DGRAM).unwrap();
+        set_int_opt(a.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 1 << 20).unwrap();
+        let big = vec![7u8; 300_000];
+        assert_eq!(send(a.as_fd(), &big, 0).unwrap(), big.len());
+        set_int_opt(b.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0).unwrap();
+        let mut small = [0u8; 1000];
+        let p = peek(b.as_fd(), &mut small, true).unwrap().unwrap();
+        assert_eq!((p.len, p.full_len), (1000, 300_000));
     }
 }

@@ -196,9 +196,8 @@ fn options(fd: BorrowedFd<'_>) -> Result<pb::SkOptsEntry> {
     })
 }
 
-/// The largest message a unix datagram socket can hold is bounded by the sender's
-/// send buffer; this is far above any default.
-const MAX_MESSAGE: usize = 8 << 20;
+/// The peek buffer: streams are read in chunks of this size; a larger datagram grows it.
+const PEEK_CHUNK: usize = 256 << 10;
 
 /// Copies the receive queue of the socket into `sk-queues.img` entries for `id`.
 fn dump_queue(
@@ -248,28 +247,44 @@ fn dump_queue(
 }
 
 fn peek_all(f: &OpenFd<'_>, local: BorrowedFd<'_>, kind: i32) -> Result<Vec<Vec<u8>>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    let stream = kind == libc::SOCK_STREAM;
+    let mut buf = vec![0u8; PEEK_CHUNK];
     let mut out = Vec::new();
-    while let Some(p) = unixsock::peek(local, &mut buf)? {
+    let mut offset = 0usize;
+    while let Some(p) = unixsock::peek(local, &mut buf, !stream)? {
         if !p.rights.is_empty() {
             return Err(f.unsupported(format!(
                 "its queue holds a message carrying {} descriptors (SCM_RIGHTS); not supported yet",
                 p.rights.len()
             )));
         }
-        if p.truncated || p.control_truncated {
-            return Err(f.unsupported("a queued message larger than stasis can read"));
+        if p.control_truncated {
+            return Err(f.unsupported("a queued message with more control data than stasis reads"));
+        }
+        if p.full_len > p.len {
+            // The message did not fit: peek it again, whole, from the same offset.
+            if p.full_len > MAX_PACKET {
+                return Err(f.unsupported(format!("a queued message of {} bytes", p.full_len)));
+            }
+            buf.resize(p.full_len, 0);
+            unixsock::set_int_opt(local, libc::SOL_SOCKET, libc::SO_PEEK_OFF, offset as i32)?;
+            continue;
         }
         if p.len == 0 {
-            if kind == libc::SOCK_STREAM {
+            if stream {
                 break;
             }
             return Err(f.unsupported("a zero-length datagram is queued; not supported"));
         }
+        offset += p.len;
         out.push(buf[..p.len].to_vec());
     }
     Ok(out)
 }
+
+/// The largest queued message stasis reads (a unix datagram is bounded by its sender's
+/// send buffer, far below this).
+const MAX_PACKET: usize = 64 << 20;
 
 /// Refuses sockets whose peer belongs to no dumped process, and accepted connections
 /// whose listening socket was closed: a connection is made again through its listener,
