@@ -10,6 +10,7 @@ packages=(
     gcc libc6-dev   # the C workload programs
     openjdk-17-jdk-headless  # JVM workloads and the CPU-feature tests
     util-linux procps
+    qemu-system-x86 linux-image-amd64 cpio  # the CPU-gate test boots an older CPU (TCG) with a Debian kernel
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --release --locked --workspace 2>&1 | tee target/test-output.txt
+cargo test --release --locked --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt

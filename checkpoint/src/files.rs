@@ -53,6 +53,8 @@ pub struct SideImages {
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
     /// Contents of each memfd inode by shmid, written as `pagemap-shmem-<shmid>.img`.
     pub memfd_contents: Vec<(u32, Vec<u8>)>,
+    /// epoll registrations, checked against the fd table once it is complete.
+    pub epoll_targets: Vec<fds::epoll::Target>,
     /// `filelocks.img`.
     pub locks: Vec<pb::FileLockEntry>,
 }
@@ -205,7 +207,8 @@ pub fn collect_fds(
             source,
         })?;
         let info = procfs::fdinfo(pid, fd)?;
-        let f = OpenFd::new(pid, fd, pidfd.as_fd(), link, meta, &info);
+        let text = procfs::text(pid, &format!("fdinfo/{fd}"))?;
+        let f = OpenFd::new(pid, fd, pidfd.as_fd(), link, meta, text, &info);
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         let (id, ty) = match table.shared(pid, fd, &f.meta)? {
             Some(found) => found,

@@ -74,6 +74,8 @@ pub struct DumpOptions {
     pub shell_job: bool,
     /// Called at each [`DumpStage`]; an error stops the dump (CRIU's action scripts).
     pub hook: DumpHook,
+    /// How long freezing may take (CRIU's `--timeout`).
+    pub timeout: std::time::Duration,
 }
 
 /// Timings and counters of a finished dump.
@@ -155,21 +157,18 @@ fn preflight(pid: i32, shell_job: bool) -> Result<procfs::Stat> {
             what: "is a zombie".into(),
         });
     }
-    if stat.num_threads != 1 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!(
-                "has {} threads; multi-threaded processes are not supported yet",
-                stat.num_threads
-            ),
-        });
+    for tid in procfs::threads(pid)? {
+        // A thread that exits meanwhile has no children file: it has no children either.
+        if !procfs::children(pid, tid).unwrap_or_default().is_empty() {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "thread {tid} has child processes; process trees are not supported yet"
+                ),
+            });
+        }
     }
-    if !procfs::children(pid, pid)?.is_empty() {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: "has child processes; process trees are not supported yet".into(),
-        });
-    }
+
     for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"] {
         let mine = procfs::ns_inode(std::process::id() as i32, ns)?;
         if procfs::ns_inode(pid, ns)? != mine {
@@ -191,19 +190,59 @@ fn preflight(pid: i32, shell_job: bool) -> Result<procfs::Stat> {
     Ok(stat)
 }
 
+/// Seizes every thread of `pid`, the leader first, until no new thread appears: a thread
+/// created while the others were being stopped is caught by the next pass.
+fn seize_threads(pid: i32, deadline: Instant) -> Result<Vec<Tracee>> {
+    let mut held: Vec<Tracee> = vec![Tracee::seize(pid)?];
+    loop {
+        let mut new = 0;
+        for tid in procfs::threads(pid)? {
+            if held.iter().any(|t| t.pid() == tid) {
+                continue;
+            }
+            match Tracee::seize(tid) {
+                Ok(t) => {
+                    held.push(t);
+                    new += 1;
+                }
+                // It exited between the listing and the seize.
+                Err(_) if !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if new == 0 {
+            return Ok(held);
+        }
+        if Instant::now() > deadline {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: "keeps creating threads; could not freeze it before the timeout".into(),
+            });
+        }
+        check_interrupt()?;
+    }
+}
+
 fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     let pid = opts.pid;
     let t0 = Instant::now();
     preflight(pid, opts.shell_job)?;
-    let mut tracee = Tracee::seize(pid)?;
+    let mut threads = seize_threads(pid, t0 + opts.timeout)?;
     let frozen_at = Instant::now();
-    log::info!("seized pid {pid} in {:?}", frozen_at - t0);
+    log::info!(
+        "seized pid {pid} ({} threads) in {:?}",
+        threads.len(),
+        frozen_at - t0
+    );
     let mem = ProcMem::open(pid)?;
-    tracee.find_syscall_ip(&mem)?;
-    let scratch = Scratch::map(&mut tracee, 4096)?;
-    let collected = collect(opts, dir, &mut tracee, &mem, &scratch);
+    let ip = threads[0].find_syscall_ip(&mem)?;
+    for t in &mut threads[1..] {
+        t.set_syscall_ip(ip);
+    }
+    let scratch = Scratch::map(&mut threads[0], 4096)?;
+    let collected = collect(opts, dir, &mut threads, &mem, &scratch);
     // The scratch page goes before anything else happens to the task.
-    let unmapped = scratch.unmap(&mut tracee);
+    let unmapped = scratch.unmap(&mut threads[0]);
     let mut report = collected?;
     unmapped?;
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
@@ -213,10 +252,18 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     check_interrupt()?;
     let stage = DumpStage::ImagesWritten;
     (opts.hook.call(stage)).map_err(|what| DumpError::Stopped { stage, what })?;
+    let mut threads = threads.into_iter();
+    let leader = threads.next().expect("the leader is held");
     if opts.leave_running {
-        tracee.release()?;
+        for t in threads {
+            t.release()?;
+        }
+        leader.release()?;
     } else {
-        tracee.kill()?;
+        leader.kill()?;
+        for t in threads {
+            t.forget();
+        }
     }
     report.frozen_us = frozen_at.elapsed().as_micros() as u32;
     Ok(report)
@@ -225,7 +272,7 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
 fn collect(
     opts: &DumpOptions,
     dir: &ImageDir,
-    tracee: &mut Tracee,
+    threads: &mut [Tracee],
     mem: &ProcMem,
     scratch: &Scratch,
 ) -> Result<DumpReport> {
@@ -246,7 +293,13 @@ fn collect(
             what: "has POSIX timers; not supported yet".into(),
         });
     }
-    let (core, remote_mm) = task::collect_core(tracee, mem, scratch, &stat, &status)?;
+    let (tc, remote_mm) = task::collect_process(&mut threads[0], mem, scratch, &stat)?;
+    let mut cores = Vec::with_capacity(threads.len());
+    for t in threads.iter_mut() {
+        let th = task::collect_thread(t, mem, scratch, pid)?;
+        let tc = (th.tid == pid).then(|| tc.clone());
+        cores.push((th.tid, task::core_entry(th, tc)));
+    }
     check_interrupt()?;
 
     let mut files = files::FileTable::default();
@@ -264,6 +317,12 @@ fn collect(
         scratch.addr + scratch.len,
     );
     let vmas = memory::collect_vmas(pid, &maps, &mut files)?;
+    let empty: std::collections::HashSet<u64> = maps
+        .iter()
+        .filter(|m| !m.has_pages)
+        .map(|m| m.start)
+        .collect();
+
     let auxv = procfs::auxv(pid)?;
     let mm = pb::MmEntry {
         mm_start_code: stat.start_code,
@@ -287,7 +346,8 @@ fn collect(
     check_interrupt()?;
 
     let t_mem = Instant::now();
-    let (pagemap, pstats) = memory::plan_pages(pid, &mm.vmas)?;
+    let (pagemap, pstats) = memory::plan_pages(pid, &mm.vmas, &empty)?;
+
     let pages_name = names::pages(1);
     let pages_path = dir.file_path(&pages_name);
     let out = std::fs::OpenOptions::new()
@@ -332,11 +392,13 @@ fn collect(
         ppid: 0,
         pgid: stat.pgid as u32,
         sid: stat.sid as u32,
-        threads: vec![pid as u32],
+        threads: cores.iter().map(|(tid, _)| *tid as u32).collect(),
     };
 
     let upid = pid as u32;
-    dir.write_one(ImageKind::CORE, &names::core(upid), &core)?;
+    for (tid, core) in &cores {
+        dir.write_one(ImageKind::CORE, &names::core(*tid as u32), core)?;
+    }
     dir.write_one(ImageKind::IDS, &names::ids(upid), &ids)?;
     dir.write_one(ImageKind::MM, &names::mm(upid), &mm)?;
     dir.write_pagemap(upid, &pb::PagemapHead { pages_id: 1 }, &pagemap)?;

@@ -198,7 +198,13 @@ pub struct PageStats {
 }
 
 /// Decides which pages to save from `/proc/PID/pagemap`, as runs of pages.
-pub fn plan_pages(pid: i32, vmas: &[pb::VmaEntry]) -> Result<(Vec<pb::PagemapEntry>, PageStats)> {
+/// `empty` holds the start addresses of mappings smaps shows without any page: their
+/// pagemap is not read at all (a JVM reserves gigabytes it never touches).
+pub fn plan_pages(
+    pid: i32,
+    vmas: &[pb::VmaEntry],
+    empty: &std::collections::HashSet<u64>,
+) -> Result<(Vec<pb::PagemapEntry>, PageStats)> {
     let path = PathBuf::from(format!("/proc/{pid}/pagemap"));
     let pagemap = File::open(&path).map_err(|source| DumpError::Io {
         path: path.clone(),
@@ -211,6 +217,12 @@ pub fn plan_pages(pid: i32, vmas: &[pb::VmaEntry]) -> Result<(Vec<pb::PagemapEnt
         let Some(wanted) = page_policy(vma) else {
             continue;
         };
+        if empty.contains(&vma.start) {
+            // smaps counts no resident or swapped page here (a large reservation, say).
+            stats.pages_scanned += (vma.end - vma.start) / PAGE;
+            continue;
+        }
+
         // Runs never cross a VMA boundary, as in CRIU.
         let first_of_vma = entries.len();
         let mut addr = vma.start;
@@ -253,7 +265,7 @@ pub fn plan_pages(pid: i32, vmas: &[pb::VmaEntry]) -> Result<(Vec<pb::PagemapEnt
     Ok((entries, stats))
 }
 
-const CHUNK: usize = 8 << 20;
+const CHUNK: usize = 256 << 10;
 
 /// Copies the planned pages out of the task into `out`, in pagemap order. Reading the
 /// task and writing the file overlap: a second thread writes while the next chunk is read.
@@ -271,7 +283,7 @@ pub fn write_pages(
     })?;
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let _ = empty_tx.send(vec![0u8; CHUNK]);
     }
     let out_path_owned = out_path.to_path_buf();

@@ -32,6 +32,8 @@ pub struct Mapping {
     pub name: String,
     /// The two-letter `VmFlags` mnemonics.
     pub vm_flags: Vec<String>,
+    /// Whether smaps counts any resident or swapped page in it (`Rss` or `Swap` > 0).
+    pub has_pages: bool,
 }
 
 impl Mapping {
@@ -68,6 +70,7 @@ fn parse_map_line(line: &str) -> Option<Mapping> {
         inode,
         name,
         vm_flags: Vec::new(),
+        has_pages: true,
     })
 }
 
@@ -76,6 +79,18 @@ pub fn smaps(pid: i32) -> Result<Vec<Mapping>> {
     let text = read(pid, "smaps")?;
     let mut out: Vec<Mapping> = Vec::new();
     for line in text.lines() {
+        // Rss comes before Swap; a mapping without either holds no page to save.
+        if let Some(kb) = line.strip_prefix("Rss:") {
+            let m = out.last_mut().ok_or_else(|| bad(pid, "smaps", line))?;
+            m.has_pages = kb.trim().trim_end_matches("kB").trim() != "0";
+            continue;
+        }
+        if let Some(kb) = line.strip_prefix("Swap:") {
+            let m = out.last_mut().ok_or_else(|| bad(pid, "smaps", line))?;
+            m.has_pages |= kb.trim().trim_end_matches("kB").trim() != "0";
+            continue;
+        }
+
         if let Some(flags) = line.strip_prefix("VmFlags:") {
             let m = out.last_mut().ok_or_else(|| bad(pid, "smaps", line))?;
             m.vm_flags = flags.split_whitespace().map(str::to_string).collect();
@@ -127,7 +142,6 @@ pub struct Stat {
     pub pgid: i32,
     pub sid: i32,
     pub flags: u32,
-    pub num_threads: u32,
     pub start_code: u64,
     pub end_code: u64,
     pub start_stack: u64,
@@ -158,7 +172,6 @@ pub fn stat(pid: i32) -> Result<Stat> {
         pgid: n(5)? as i32,
         sid: n(6)? as i32,
         flags: n(9)? as u32,
-        num_threads: n(20)? as u32,
         start_code: n(26)?,
         end_code: n(27)?,
         start_stack: n(28)?,
@@ -191,7 +204,16 @@ pub struct Status {
 
 /// Parses `/proc/PID/status`.
 pub fn status(pid: i32) -> Result<Status> {
-    let text = read(pid, "status")?;
+    status_file(pid, "status")
+}
+
+/// Parses `/proc/PID/task/TID/status` (credentials are per thread).
+pub fn status_of(pid: i32, tid: i32) -> Result<Status> {
+    status_file(pid, &format!("task/{tid}/status"))
+}
+
+fn status_file(pid: i32, name: &str) -> Result<Status> {
+    let text = read(pid, name)?;
     let mut s = Status::default();
     for line in text.lines() {
         let Some((key, val)) = line.split_once(':') else {
@@ -223,9 +245,9 @@ pub fn status(pid: i32) -> Result<Status> {
             "CapEff" => s.cap_eff = hex()?,
             "CapBnd" => s.cap_bnd = hex()?,
             "CapAmb" => s.cap_amb = hex()?,
-            "NoNewPrivs" => s.no_new_privs = val.parse().map_err(|_| bad(pid, "status", line))?,
-            "Seccomp" => s.seccomp = val.parse().map_err(|_| bad(pid, "status", line))?,
-            "Tgid" => s.tgid = val.parse().map_err(|_| bad(pid, "status", line))?,
+            "NoNewPrivs" => s.no_new_privs = val.parse().map_err(|_| bad(pid, name, line))?,
+            "Seccomp" => s.seccomp = val.parse().map_err(|_| bad(pid, name, line))?,
+            "Tgid" => s.tgid = val.parse().map_err(|_| bad(pid, name, line))?,
             _ => {}
         }
     }
@@ -303,6 +325,20 @@ pub fn fds(pid: i32) -> Result<Vec<i32>> {
     }
     fds.sort_unstable();
     Ok(fds)
+}
+
+/// The thread IDs of a process, ascending.
+pub fn threads(pid: i32) -> Result<Vec<i32>> {
+    let path = PathBuf::from(format!("/proc/{pid}/task"));
+    let dir = std::fs::read_dir(&path).map_err(|source| DumpError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut tids: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
 }
 
 /// The children of one thread, from `/proc/PID/task/TID/children`.

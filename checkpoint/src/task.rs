@@ -1,7 +1,7 @@
 //! Per-task state for `core-<tid>.img`: registers, FPU/XSAVE, signals, timers, limits,
 //! credentials, and what only the task itself can report (read by remote calls).
 
-use crate::procfs::{Stat, Status};
+use crate::procfs::Stat;
 use crate::x86;
 use crate::{DumpError, Result};
 use stasis_images::pb;
@@ -35,36 +35,24 @@ fn cap_words(v: u64) -> Vec<u32> {
     vec![v as u32, (v >> 32) as u32]
 }
 
-/// Collects the core entry of a single-threaded task.
-pub fn collect_core(
+/// Per-thread state, read through that thread's own remote calls and ptrace.
+pub struct ThreadState {
+    pub tid: i32,
+    pub thread_info: pb::ThreadInfoX86,
+    pub thread_core: pb::ThreadCoreEntry,
+}
+
+/// Collects what belongs to one thread: registers, XSAVE, TLS, signal mask and private
+/// queue, sigaltstack, TID address, robust list, rseq, scheduling, name, credentials.
+pub fn collect_thread(
     t: &mut Tracee,
     mem: &ProcMem,
     scratch: &Scratch,
-    stat: &Stat,
-    status: &Status,
-) -> Result<(pb::CoreEntry, RemoteMm)> {
-    let pid = t.pid();
+    pid: i32,
+) -> Result<ThreadState> {
+    let tid = t.pid();
     let s = scratch.addr;
-    let mut buf = [0u8; 64];
-
-    // Signal actions, one remote rt_sigaction per signal.
-    let mut sigactions = Vec::with_capacity(62);
-    for sig in 1..=64u64 {
-        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-            continue;
-        }
-        t.syscall_ok("rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, s, 8, 0, 0])?;
-        mem.read(s, &mut buf[..32])?;
-        let w: Vec<u64> = words(&buf[..32]).collect();
-        sigactions.push(pb::SaEntry {
-            sigaction: w[0],
-            flags: w[1],
-            restorer: w[2],
-            mask: w[3],
-            compat_sigaction: None,
-            mask_extended: None,
-        });
-    }
+    let mut buf = [0u8; 32];
 
     t.syscall_ok("sigaltstack", libc::SYS_sigaltstack, [0, s, 0, 0, 0, 0])?;
     mem.read(s, &mut buf[..24])?;
@@ -74,25 +62,6 @@ pub fn collect_core(
         ss_flags: w[1] as u32,
         ss_size: w[2],
     };
-
-    let mut itimer = |which: u64| -> Result<pb::ItimerEntry> {
-        t.syscall_ok("getitimer", libc::SYS_getitimer, [which, s, 0, 0, 0, 0])?;
-        mem.read(s, &mut buf[..32])?;
-        let w: Vec<u64> = words(&buf[..32]).collect();
-        Ok(pb::ItimerEntry {
-            isec: w[0],
-            iusec: w[1],
-            vsec: w[2],
-            vusec: w[3],
-        })
-    };
-    let timers = pb::TaskTimersEntry {
-        real: itimer(libc::ITIMER_REAL as u64)?,
-        virt: itimer(libc::ITIMER_VIRTUAL as u64)?,
-        prof: itimer(libc::ITIMER_PROF as u64)?,
-        posix: Vec::new(),
-    };
-
     let prctl_out = |t: &mut Tracee, opt: u64| -> Result<u64> {
         t.syscall_ok("prctl", libc::SYS_prctl, [opt, s, 0, 0, 0, 0])?;
         let mut b = [0u8; 8];
@@ -101,29 +70,20 @@ pub fn collect_core(
     };
     let clear_tid = prctl_out(t, PR_GET_TID_ADDRESS)?;
     let pdeath = prctl_out(t, PR_GET_PDEATHSIG)? as u32;
-    let subreaper = prctl_out(t, PR_GET_CHILD_SUBREAPER)? as u32 != 0;
-    let dumpable = t.syscall_ok("prctl", libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])? as i32;
-    let thp_disabled = t.syscall_ok(
-        "prctl",
-        libc::SYS_prctl,
-        [PR_GET_THP_DISABLE, 0, 0, 0, 0, 0],
-    )? != 0;
     let secbits =
         t.syscall_ok("prctl", libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])? as u32;
-    let brk = t.syscall_ok("brk", libc::SYS_brk, [0; 6])?;
 
-    // Registers and FPU state.
     let regs = *t.regs();
     let mut xbuf = vec![0u8; 1 << 16];
-    let n = ptrace::get_regset(pid, ptrace::NT_X86_XSTATE, &mut xbuf)?;
+    let n = ptrace::get_regset(tid, ptrace::NT_X86_XSTATE, &mut xbuf)?;
     xbuf.truncate(n);
     let fpregs = x86::xsave_to_image(&xbuf).map_err(|e| DumpError::Unsupported {
-        pid,
+        pid: tid,
         what: e.to_string(),
     })?;
     let mut tls = Vec::new();
     for idx in 12..15 {
-        let d = ptrace::get_thread_area(pid, idx)?;
+        let d = ptrace::get_thread_area(tid, idx)?;
         tls.push(pb::UserDescT {
             entry_number: idx,
             base_addr: d.base_addr,
@@ -137,46 +97,12 @@ pub fn collect_core(
             usable: d.flags & 64 != 0,
         });
     }
-
-    let queue = |shared: bool| -> Result<pb::SignalQueueEntry> {
-        Ok(pb::SignalQueueEntry {
-            signals: ptrace::peek_siginfo(pid, shared)?
-                .into_iter()
-                .map(|si| pb::SiginfoEntry {
-                    siginfo: si.to_vec(),
-                })
-                .collect(),
-        })
-    };
-    let signals_s = queue(true)?;
-    let signals_p = queue(false)?;
-
-    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS as usize);
-    for r in 0..RLIM_NLIMITS {
-        let l = process::get_rlimit(pid, r)?;
-        rlimits.push(pb::RlimitEntry {
-            cur: l.cur,
-            max: l.max,
-        });
-    }
-    let (futex_rla, futex_rla_len) = process::get_robust_list(pid)?;
-    let (policy, prio, nice) = process::get_sched(pid)?;
-    let rseq = ptrace::get_rseq_configuration(pid)?;
-    let comm = crate::procfs::text(pid, "comm")?;
-    let personality =
-        u32::from_str_radix(&crate::procfs::text(pid, "personality")?, 16).map_err(|_| {
-            DumpError::Proc {
-                path: format!("/proc/{pid}/personality"),
-                what: "not hex".into(),
-            }
-        })?;
-    let loginuid = crate::procfs::text(pid, "loginuid")
-        .ok()
-        .and_then(|s| s.parse::<u32>().ok());
-    let oom_score_adj = crate::procfs::text(pid, "oom_score_adj")
-        .ok()
-        .and_then(|s| s.parse::<i32>().ok());
-
+    let signals_p = signal_queue(tid, false)?;
+    let (futex_rla, futex_rla_len) = process::get_robust_list(tid)?;
+    let (policy, prio, nice) = process::get_sched(tid)?;
+    let rseq = ptrace::get_rseq_configuration(tid)?;
+    let comm = crate::procfs::text(pid, &format!("task/{tid}/comm"))?;
+    let status = crate::procfs::status_of(pid, tid)?;
     let creds = pb::CredsEntry {
         uid: status.uids[0],
         euid: status.uids[1],
@@ -196,38 +122,15 @@ pub fn collect_core(
         no_new_privs: Some(status.no_new_privs),
         ..Default::default()
     };
-
-    let (task_state, stop_signo) = match t.stop_kind() {
-        StopKind::Running => (1, None),
-        StopKind::GroupStopped(sig) => (3, Some(sig as u32)),
-    };
-    let core = pb::CoreEntry {
-        mtype: pb::core_entry::March::X8664 as i32,
-        thread_info: Some(pb::ThreadInfoX86 {
+    Ok(ThreadState {
+        tid,
+        thread_info: pb::ThreadInfoX86 {
             clear_tid_addr: clear_tid,
             gpregs: x86::regs_to_image(&regs),
             fpregs,
             tls,
-        }),
-        tc: Some(pb::TaskCoreEntry {
-            task_state,
-            exit_code: 0,
-            personality,
-            flags: stat.flags,
-            blk_sigset: t.sigmask(),
-            comm: comm.clone(),
-            timers: Some(timers),
-            rlimits: Some(pb::TaskRlimitsEntry { rlimits }),
-            signals_s: Some(signals_s),
-            old_seccomp_mode: None,
-            loginuid,
-            oom_score_adj,
-            sigactions,
-            child_subreaper: Some(subreaper),
-            stop_signo,
-            ..Default::default()
-        }),
-        thread_core: Some(pb::ThreadCoreEntry {
+        },
+        thread_core: pb::ThreadCoreEntry {
             futex_rla,
             futex_rla_len: futex_rla_len as u32,
             sched_nice: Some(nice),
@@ -247,15 +150,144 @@ pub fn collect_core(
                 rseq_cs_pointer: None,
             }),
             ..Default::default()
-        }),
+        },
+    })
+}
+
+fn signal_queue(tid: i32, shared: bool) -> Result<pb::SignalQueueEntry> {
+    Ok(pb::SignalQueueEntry {
+        signals: ptrace::peek_siginfo(tid, shared)?
+            .into_iter()
+            .map(|si| pb::SiginfoEntry {
+                siginfo: si.to_vec(),
+            })
+            .collect(),
+    })
+}
+
+/// Collects what belongs to the whole process, through the leader: signal actions,
+/// itimers, the shared signal queue, rlimits, personality and the mm values only the
+/// task can report. Returns the leader's `tc` entry.
+pub fn collect_process(
+    t: &mut Tracee,
+    mem: &ProcMem,
+    scratch: &Scratch,
+    stat: &Stat,
+) -> Result<(pb::TaskCoreEntry, RemoteMm)> {
+    let pid = t.pid();
+    let s = scratch.addr;
+    let mut buf = [0u8; 32];
+    let mut sigactions = Vec::with_capacity(62);
+    for sig in 1..=64u64 {
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        t.syscall_ok("rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, s, 8, 0, 0])?;
+        mem.read(s, &mut buf)?;
+        let w: Vec<u64> = words(&buf).collect();
+        sigactions.push(pb::SaEntry {
+            sigaction: w[0],
+            flags: w[1],
+            restorer: w[2],
+            mask: w[3],
+            compat_sigaction: None,
+            mask_extended: None,
+        });
+    }
+    let mut itimer = |which: u64| -> Result<pb::ItimerEntry> {
+        t.syscall_ok("getitimer", libc::SYS_getitimer, [which, s, 0, 0, 0, 0])?;
+        mem.read(s, &mut buf)?;
+        let w: Vec<u64> = words(&buf).collect();
+        Ok(pb::ItimerEntry {
+            isec: w[0],
+            iusec: w[1],
+            vsec: w[2],
+            vusec: w[3],
+        })
+    };
+    let timers = pb::TaskTimersEntry {
+        real: itimer(libc::ITIMER_REAL as u64)?,
+        virt: itimer(libc::ITIMER_VIRTUAL as u64)?,
+        prof: itimer(libc::ITIMER_PROF as u64)?,
+        posix: Vec::new(),
+    };
+    t.syscall_ok(
+        "prctl",
+        libc::SYS_prctl,
+        [PR_GET_CHILD_SUBREAPER, s, 0, 0, 0, 0],
+    )?;
+    let mut b = [0u8; 4];
+    mem.read(s, &mut b)?;
+    let subreaper = u32::from_le_bytes(b) != 0;
+    let dumpable = t.syscall_ok("prctl", libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])? as i32;
+    let thp_disabled = t.syscall_ok(
+        "prctl",
+        libc::SYS_prctl,
+        [PR_GET_THP_DISABLE, 0, 0, 0, 0, 0],
+    )? != 0;
+    let brk = t.syscall_ok("brk", libc::SYS_brk, [0; 6])?;
+
+    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS as usize);
+    for r in 0..RLIM_NLIMITS {
+        let l = process::get_rlimit(pid, r)?;
+        rlimits.push(pb::RlimitEntry {
+            cur: l.cur,
+            max: l.max,
+        });
+    }
+    let comm = crate::procfs::text(pid, "comm")?;
+    let personality =
+        u32::from_str_radix(&crate::procfs::text(pid, "personality")?, 16).map_err(|_| {
+            DumpError::Proc {
+                path: format!("/proc/{pid}/personality"),
+                what: "not hex".into(),
+            }
+        })?;
+    let loginuid = crate::procfs::text(pid, "loginuid")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok());
+    let oom_score_adj = crate::procfs::text(pid, "oom_score_adj")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok());
+    let (task_state, stop_signo) = match t.stop_kind() {
+        StopKind::Running => (1, None),
+        StopKind::GroupStopped(sig) => (3, Some(sig as u32)),
+    };
+    let tc = pb::TaskCoreEntry {
+        task_state,
+        exit_code: 0,
+        personality,
+        flags: stat.flags,
+        blk_sigset: t.sigmask(),
+        comm,
+        timers: Some(timers),
+        rlimits: Some(pb::TaskRlimitsEntry { rlimits }),
+        signals_s: Some(signal_queue(pid, true)?),
+        old_seccomp_mode: None,
+        loginuid,
+        oom_score_adj,
+        sigactions,
+        child_subreaper: Some(subreaper),
+        stop_signo,
         ..Default::default()
     };
     Ok((
-        core,
+        tc,
         RemoteMm {
             brk,
             dumpable,
             thp_disabled,
         },
     ))
+}
+
+/// The core entry of one thread; the leader's carries the process-wide `tc`.
+pub fn core_entry(th: ThreadState, tc: Option<pb::TaskCoreEntry>) -> pb::CoreEntry {
+    pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        thread_info: Some(th.thread_info),
+        tc,
+        thread_core: Some(th.thread_core),
+        ..Default::default()
+    }
 }

@@ -118,6 +118,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         leave_running: args.leave_running,
         shell_job: args.shell_job,
         hook: Default::default(),
+        timeout: std::time::Duration::from_secs(u64::from(args.timeout.unwrap_or(10))),
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;

@@ -246,6 +246,11 @@ impl Tracee {
         Ok(())
     }
 
+    /// Lets go of a task that is gone (killed with its thread group): nothing to put back.
+    pub fn forget(mut self) {
+        self.detached = true;
+    }
+
     /// Kills the task with SIGKILL while it is still held, so it never runs again.
     pub fn kill(mut self) -> Result<()> {
         self.detached = true;

@@ -111,7 +111,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let dir = ImageDir::open(&opts.images_dir)?;
     let plan = plan::read(&dir)?;
+    log::debug!("read the plan in {:?}", t0.elapsed());
     preflight::check(&plan, &dir, opts.cpu_cap.as_deref())?;
+    log::debug!("preflight passed at {:?}", t0.elapsed());
+
     if opts.check_only {
         return Ok(RestoreOutcome::CheckedOnly);
     }
@@ -142,10 +145,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         Err(e) => return Err(e.into()),
     };
     drop(theirs);
-    drop(pages);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
-    match build(pid, &plan, ours, &opts.hook) {
+    match build(pid, &plan, ours, &pages, &opts.hook) {
         Ok(()) => {}
         Err(e) => {
             let _ = process::kill(pid, libc::SIGKILL);
@@ -194,6 +196,7 @@ fn build(
     pid: i32,
     plan: &plan::TaskPlan,
     mut report: UnixStream,
+    pages: &std::fs::File,
     hook: &RestoreHook,
 ) -> Result<()> {
     report
@@ -238,9 +241,12 @@ fn build(
     }
     let hi = child::high_fd(plan);
     let mut tracee = Tracee::seize(pid)?;
-    let result = rebuild::rebuild(&mut tracee, plan, hi, &[hi + 1]);
+    log::debug!("pid {pid}: its own setup is done; seized");
+
+    let result = rebuild::rebuild(&mut tracee, plan, hi, pages, &[hi + 1]);
+
     match result {
-        Ok(()) => {
+        Ok(threads) => {
             for (r, lim) in plan
                 .tc
                 .rlimits
@@ -267,6 +273,10 @@ fn build(
             // STASIS_RESTORE_STOPPED=1 leaves the task stopped for inspection (debugging).
             let stopped =
                 plan.tc.task_state == 3 || std::env::var_os("STASIS_RESTORE_STOPPED").is_some();
+            // Every thread is ready: let them all go at once.
+            for t in threads {
+                t.release()?;
+            }
             tracee.release()?;
             if stopped {
                 process::kill(pid, plan.tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32))?;

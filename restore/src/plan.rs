@@ -14,7 +14,15 @@ pub struct FdPlan {
     pub file_id: u32,
 }
 
-/// Everything needed to restore one single-threaded process.
+/// A thread other than the leader.
+#[derive(Clone, Debug)]
+pub struct ThreadPlan {
+    pub tid: i32,
+    pub thread_info: pb::ThreadInfoX86,
+    pub thread_core: pb::ThreadCoreEntry,
+}
+
+/// Everything needed to restore one process.
 #[derive(Clone, Debug)]
 pub struct TaskPlan {
     pub pid: i32,
@@ -23,6 +31,8 @@ pub struct TaskPlan {
     pub thread_info: pb::ThreadInfoX86,
     pub tc: pb::TaskCoreEntry,
     pub thread_core: pb::ThreadCoreEntry,
+    /// The other threads, in pstree order.
+    pub threads: Vec<ThreadPlan>,
     pub mm: pb::MmEntry,
     pub pagemap: Vec<pb::PagemapEntry>,
     pub pages_name: String,
@@ -71,12 +81,48 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
         )));
     };
     let pid = task.pid as i32;
-    if pid <= 0 || task.threads != [task.pid] {
-        return Err(RestoreError::Unsupported(format!(
-            "pid {pid} in {} has threads {:?}; multi-threaded processes are not supported yet",
+    if pid <= 0 || task.threads.first() != Some(&task.pid) {
+        return Err(bad(
             names::PSTREE,
-            task.threads
-        )));
+            format!(
+                "pid {pid}: the thread list {:?} does not start with the leader",
+                task.threads
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if !task
+        .threads
+        .iter()
+        .all(|t| *t != 0 && *t <= i32::MAX as u32 && seen.insert(*t))
+    {
+        return Err(bad(
+            names::PSTREE,
+            format!(
+                "pid {pid}: invalid or repeated thread ids {:?}",
+                task.threads
+            ),
+        ));
+    }
+    let mut threads = Vec::new();
+    for &tid in &task.threads[1..] {
+        let name = names::core(tid);
+        let core: pb::CoreEntry = dir.read_one(ImageKind::CORE, &name)?;
+        if core.mtype != pb::core_entry::March::X8664 as i32 {
+            return Err(bad(
+                &name,
+                format!("architecture {} is not x86-64", core.mtype),
+            ));
+        }
+        threads.push(ThreadPlan {
+            tid: tid as i32,
+            thread_info: core
+                .thread_info
+                .ok_or_else(|| bad(&name, "no thread_info"))?,
+            thread_core: core
+                .thread_core
+                .ok_or_else(|| bad(&name, "no thread_core"))?,
+        });
     }
     let core_name = names::core(task.pid);
     let core: pb::CoreEntry = dir.read_one(ImageKind::CORE, &core_name)?;
@@ -163,6 +209,7 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
         thread_info,
         tc,
         thread_core,
+        threads,
         mm,
         pagemap,
         pages_name: names::pages(head.pages_id),

@@ -10,8 +10,10 @@ use std::os::unix::fs::FileExt;
 /// Runs every check.
 pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>) -> Result<()> {
     crate::cpu_gate::check(dir, cpu_cap)?;
-    if stasis_sys::process::pid_in_use(plan.pid) {
-        return Err(RestoreError::PidTaken { pid: plan.pid });
+    for tid in std::iter::once(plan.pid).chain(plan.threads.iter().map(|t| t.tid)) {
+        if stasis_sys::process::pid_in_use(tid) {
+            return Err(RestoreError::PidTaken { pid: tid });
+        }
     }
     let mut paths: Vec<(&str, String)> = vec![
         ("cwd", plan.cwd.clone()),

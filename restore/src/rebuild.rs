@@ -13,6 +13,7 @@ use crate::layout::{self, Specials};
 use crate::plan::TaskPlan;
 use crate::{vma, RestoreError, Result};
 use stasis_checkpoint::x86;
+use stasis_images::pb;
 use stasis_parasite::{ProcMem, Tracee};
 use stasis_sys::ptrace;
 
@@ -29,7 +30,7 @@ const MAX_IO: u64 = 0x7fff_f000;
 
 struct Ctx<'a> {
     t: &'a mut Tracee,
-    mem: ProcMem,
+    mem: &'a ProcMem,
     scratch: u64,
 }
 
@@ -67,8 +68,16 @@ fn words(ws: &[u64]) -> Vec<u8> {
 }
 
 /// Rebuilds the seized child into the dumped task. `pages_fd` is the child's descriptor
-/// of the pages image; `extra_fds` are other descriptors of stasis's to close.
-pub fn rebuild(t: &mut Tracee, plan: &TaskPlan, pages_fd: i32, extra_fds: &[i32]) -> Result<()> {
+/// of the pages image; `extra_fds` are other descriptors of stasis's to close. Returns
+/// the other threads, created and held with their final state, to be released together
+/// with the leader.
+pub fn rebuild(
+    t: &mut Tracee,
+    plan: &TaskPlan,
+    pages_fd: i32,
+    pages: &std::fs::File,
+    extra_fds: &[i32],
+) -> Result<Vec<Tracee>> {
     let pid = t.pid();
     let mem = ProcMem::open(pid)?;
     t.find_syscall_ip(&mem)?;
@@ -113,11 +122,13 @@ pub fn rebuild(t: &mut Tracee, plan: &TaskPlan, pages_fd: i32, extra_fds: &[i32]
             "trampoline landed at {got:#x}, not {tramp:#x}"
         )));
     }
-    mem.write(tramp, &[0x0f, 0x05, 0xcc, 0xcc])?;
+    // `syscall; jmp .`: a remote call stops right after the syscall (single-step); a thread
+    // created by a remote clone3 spins on the jump until it is seized.
+    mem.write(tramp, &[0x0f, 0x05, 0xeb, 0xfe])?;
     t.set_syscall_ip(tramp);
     let mut c = Ctx {
         t,
-        mem,
+        mem: &mem,
         scratch: tramp + PAGE,
     };
 
@@ -133,9 +144,27 @@ pub fn rebuild(t: &mut Tracee, plan: &TaskPlan, pages_fd: i32, extra_fds: &[i32]
         }
     }
     move_specials(&mut c, plan, &busy, tramp)?;
-    map_vmas(&mut c, plan, pages_fd)?;
+    let t0 = std::time::Instant::now();
+    map_vmas(&mut c, plan, pages_fd, pages)?;
+    log::debug!(
+        "pid {}: {} vmas mapped and filled in {:?}",
+        plan.pid,
+        plan.mm.vmas.len(),
+        t0.elapsed()
+    );
+
     set_mm(&mut c, plan)?;
-    set_task_state(&mut c, plan)?;
+    set_thread_state(&mut c, plan.pid, &plan.thread_info, &plan.thread_core)?;
+    set_process_state(&mut c, plan)?;
+    let threads = create_threads(&mut c, plan, tramp)?;
+    log::debug!(
+        "pid {}: {} more threads created at {:?}",
+        plan.pid,
+        threads.len(),
+        t0.elapsed()
+    );
+
+    set_creds(&mut c, &plan.thread_core)?;
     for fd in std::iter::once(pages_fd).chain(extra_fds.iter().copied()) {
         c.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
     }
@@ -146,7 +175,51 @@ pub fn rebuild(t: &mut Tracee, plan: &TaskPlan, pages_fd: i32, extra_fds: &[i32]
         libc::SYS_munmap,
         [tramp, TRAMPOLINE_LEN, 0, 0, 0, 0],
     )?;
-    set_registers(c.t, plan)
+    set_registers(c.t, &plan.thread_info, plan.tc.blk_sigset)?;
+    Ok(threads)
+}
+
+/// Creates every other thread with its dumped TID by a remote `clone3` in the leader,
+/// seizes it while it spins in the trampoline, and gives it its own state.
+fn create_threads(c: &mut Ctx, plan: &TaskPlan, tramp: u64) -> Result<Vec<Tracee>> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let mut held = Vec::with_capacity(plan.threads.len());
+    for th in &plan.threads {
+        let set_tid = c.put(256, &(th.tid as u32).to_le_bytes())?;
+        // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        // stack_size, tls, set_tid, set_tid_size, cgroup.
+        let args = words(&[flags, 0, 0, 0, 0, 0, 0, 0, set_tid, 1, 0]);
+        let a = c.put(128, &args)?;
+        let tid = c.call(
+            "clone3 (thread)",
+            libc::SYS_clone3,
+            [a, args.len() as u64, 0, 0, 0, 0],
+        )? as i32;
+        if tid != th.tid {
+            return Err(RestoreError::Rebuild(format!(
+                "thread {} was created as {tid}",
+                th.tid
+            )));
+        }
+        let mut t = Tracee::seize(tid)?;
+        t.set_syscall_ip(tramp);
+        let mut tc = Ctx {
+            t: &mut t,
+            mem: c.mem,
+            scratch: c.scratch,
+        };
+        set_thread_state(&mut tc, plan.pid, &th.thread_info, &th.thread_core)?;
+        set_creds(&mut tc, &th.thread_core)?;
+        let mask = th.thread_core.blk_sigset.unwrap_or(plan.tc.blk_sigset);
+        set_registers(&mut t, &th.thread_info, mask)?;
+        held.push(t);
+    }
+    Ok(held)
 }
 
 /// Moves the kernel's [vvar], [vvar_vclock] and [vdso] onto the dumped addresses: first
@@ -220,7 +293,62 @@ fn move_specials(c: &mut Ctx, plan: &TaskPlan, busy: &[(u64, u64)], tramp: u64) 
 
 /// Maps every dumped VMA, fills its saved pages from the pages image, then sets its
 /// final protection and madvise bits.
-fn map_vmas(c: &mut Ctx, plan: &TaskPlan, pages_fd: i32) -> Result<()> {
+/// A run of pages to copy: (address in the task, length, offset in the pages image).
+type PageJob = (u64, u64, u64);
+
+/// Splits page jobs so that the first part holds `first` bytes.
+fn split_jobs(jobs: Vec<PageJob>, first: u64) -> (Vec<PageJob>, Vec<PageJob>) {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut taken = 0;
+    for (vaddr, len, off) in jobs {
+        if taken >= first {
+            b.push((vaddr, len, off));
+        } else if taken + len <= first {
+            a.push((vaddr, len, off));
+        } else {
+            let head = first - taken;
+            a.push((vaddr, head, off));
+            b.push((vaddr + head, len - head, off + head));
+        }
+        taken += len;
+    }
+    (a, b)
+}
+
+/// Copies page jobs from the pages image into the task with `process_vm_writev`,
+/// through a small buffer that stays in cache.
+fn write_pages(pid: i32, pages: &std::fs::File, jobs: &[PageJob], name: &str) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 256 << 10];
+    for &(vaddr, len, off) in jobs {
+        let mut done = 0;
+        while done < len {
+            let n = ((len - done) as usize).min(buf.len());
+            pages
+                .read_exact_at(&mut buf[..n], off + done)
+                .map_err(|e| RestoreError::BadImage {
+                    file: name.to_string(),
+                    what: format!("reading the page at {:#x}: {e}", vaddr + done),
+                })?;
+            let mut w = 0;
+            while w < n {
+                let got = stasis_sys::mem::write_remote(pid, vaddr + done + w as u64, &buf[w..n])?;
+                if got == 0 {
+                    return Err(RestoreError::Rebuild(format!(
+                        "cannot write the page at {:#x}",
+                        vaddr + done
+                    )));
+                }
+                w += got;
+            }
+            done += n as u64;
+        }
+    }
+    Ok(())
+}
+
+fn map_vmas(c: &mut Ctx, plan: &TaskPlan, pages_fd: i32, pages: &std::fs::File) -> Result<()> {
     // Which VMAs get pages: they are mapped writable first.
     let mut has_pages = vec![false; plan.mm.vmas.len()];
     for e in &plan.pagemap {
@@ -278,40 +406,58 @@ fn map_vmas(c: &mut Ctx, plan: &TaskPlan, pages_fd: i32) -> Result<()> {
     for fd in file_fds.into_values() {
         c.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
     }
-    // Pages, in pagemap order: the pages image is their concatenation.
-    let mut off = 0u64;
+    // Pages: the pages image is their concatenation in pagemap order. Two copies run at
+    // once, one per core: the task reads the first half itself (`pread64`), a stasis
+    // thread writes the second half into it (`process_vm_writev`). Filling fresh memory
+    // is the cost of a restore; the page faults are paid on both cores.
     let vdso = plan
         .mm
         .vmas
         .iter()
         .find(|v| v.status & vma::VDSO != 0)
         .map(|v| (v.start, v.end));
+    let mut jobs: Vec<PageJob> = Vec::new();
+    let mut off = 0u64;
     for e in &plan.pagemap {
         let len = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * PAGE;
-        if vdso.is_some_and(|(s, end)| s <= e.vaddr && e.vaddr < end) {
-            // The dumped vDSO pages only serve the preflight comparison: the kernel's own
-            // vDSO was moved here.
-            off += len;
-            continue;
-        }
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(MAX_IO);
-            let got = c.call(
-                "pread64 pages",
-                libc::SYS_pread64,
-                [pages_fd as u64, e.vaddr + done, n, off + done, 0, 0],
-            )?;
-            if got == 0 {
-                return Err(RestoreError::BadImage {
-                    file: plan.pages_name.clone(),
-                    what: format!("ends before the page at {:#x}", e.vaddr + done),
-                });
-            }
-            done += got;
+        // The dumped vDSO pages only serve the preflight comparison: the kernel's own vDSO
+        // was moved here.
+        if !vdso.is_some_and(|(s, end)| s <= e.vaddr && e.vaddr < end) {
+            jobs.push((e.vaddr, len, off));
         }
         off += len;
     }
+    let total: u64 = jobs.iter().map(|j| j.1).sum();
+    let (mine, theirs) = split_jobs(jobs, total / 2);
+    let pid = c.t.pid();
+    std::thread::scope(|scope| -> Result<()> {
+        let helper = scope.spawn(|| write_pages(pid, pages, &theirs, &plan.pages_name));
+        let own = (|| -> Result<()> {
+            for &(vaddr, len, off) in &mine {
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(MAX_IO);
+                    let got = c.call(
+                        "pread64 pages",
+                        libc::SYS_pread64,
+                        [pages_fd as u64, vaddr + done, n, off + done, 0, 0],
+                    )?;
+                    if got == 0 {
+                        return Err(RestoreError::BadImage {
+                            file: plan.pages_name.clone(),
+                            what: format!("ends before the page at {:#x}", vaddr + done),
+                        });
+                    }
+                    done += got;
+                }
+            }
+            Ok(())
+        })();
+        let theirs = helper
+            .join()
+            .map_err(|_| RestoreError::Rebuild("the page-writing thread panicked".into()))?;
+        own.and(theirs)
+    })?;
     for (i, v) in plan.mm.vmas.iter().enumerate() {
         if v.status & (vma::VDSO | vma::VVAR | vma::VSYSCALL) != 0 {
             continue;
@@ -383,12 +529,16 @@ fn set_mm(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
     Ok(())
 }
 
-/// Per-task state that needs the final address space: TID address, robust list,
-/// sigaltstack, rseq, TLS slots, itimers, prctls, pending signals, credentials.
-fn set_task_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
-    let pid = c.t.pid() as u64;
-    let ti = &plan.thread_info;
-    let th = &plan.thread_core;
+/// One thread's state that needs the final address space: TID address, robust list,
+/// sigaltstack, rseq, TLS slots, parent-death signal, its private pending signals (queued
+/// by the thread itself: only a task may queue a siginfo with a kernel si_code to itself).
+fn set_thread_state(
+    c: &mut Ctx,
+    tgid: i32,
+    ti: &pb::ThreadInfoX86,
+    th: &pb::ThreadCoreEntry,
+) -> Result<()> {
+    let tid = c.t.pid();
     c.call(
         "set_tid_address",
         libc::SYS_set_tid_address,
@@ -433,8 +583,57 @@ fn set_task_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
             limit: d.limit,
             flags,
         };
-        ptrace::set_thread_area(c.t.pid(), d.entry_number, &desc)?;
+        ptrace::set_thread_area(tid, d.entry_number, &desc)?;
     }
+    if let Some(sig) = th.pdeath_sig.filter(|&s| s != 0) {
+        c.call(
+            "prctl(PR_SET_PDEATHSIG)",
+            libc::SYS_prctl,
+            [libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0, 0],
+        )?;
+    }
+    if let Some(name) = th.comm.as_deref().filter(|n| !n.is_empty()) {
+        let mut b = name.as_bytes()[..name.len().min(15)].to_vec();
+        b.push(0);
+        let a = c.put(0, &b)?;
+        c.call(
+            "prctl(PR_SET_NAME)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NAME as u64, a, 0, 0, 0, 0],
+        )?;
+    }
+    for si in th
+        .signals_p
+        .as_ref()
+        .map(|q| q.signals.as_slice())
+        .unwrap_or_default()
+    {
+        let (signo, a) = put_siginfo(c, si)?;
+        c.call(
+            "rt_tgsigqueueinfo",
+            libc::SYS_rt_tgsigqueueinfo,
+            [tgid as u64, tid as u64, signo, a, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+fn put_siginfo(c: &mut Ctx, si: &pb::SiginfoEntry) -> Result<(u64, u64)> {
+    if si.siginfo.len() != 128 {
+        return Err(RestoreError::BadImage {
+            file: "core".into(),
+            what: format!("a siginfo of {} bytes (not 128)", si.siginfo.len()),
+        });
+    }
+    let signo = u64::from(u32::from_le_bytes(
+        si.siginfo[0..4].try_into().expect("4 bytes"),
+    ));
+    Ok((signo, c.put(0, &si.siginfo)?))
+}
+
+/// Process-wide state, through the leader: itimers, child-subreaper, shared pending signals.
+fn set_process_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
+    let pid = c.t.pid() as u64;
     if let Some(timers) = &plan.tc.timers {
         for (which, it) in [
             (libc::ITIMER_REAL, &timers.real),
@@ -452,13 +651,6 @@ fn set_task_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
             )?;
         }
     }
-    if let Some(sig) = th.pdeath_sig.filter(|&s| s != 0) {
-        c.call(
-            "prctl(PR_SET_PDEATHSIG)",
-            libc::SYS_prctl,
-            [libc::PR_SET_PDEATHSIG as u64, u64::from(sig), 0, 0, 0, 0],
-        )?;
-    }
     if plan.tc.child_subreaper == Some(true) {
         c.call(
             "prctl(PR_SET_CHILD_SUBREAPER)",
@@ -466,45 +658,27 @@ fn set_task_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
             [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
         )?;
     }
-    // Pending signals are queued by the task itself: only a task may queue a siginfo with
-    // a kernel si_code to itself.
-    let queues = [
-        (plan.thread_core.signals_p.as_ref(), false),
-        (plan.tc.signals_s.as_ref(), true),
-    ];
-    for (q, shared) in queues {
-        for si in q.map(|q| q.signals.as_slice()).unwrap_or_default() {
-            if si.siginfo.len() != 128 {
-                return Err(RestoreError::BadImage {
-                    file: stasis_images::names::core(plan.pid as u32),
-                    what: "siginfo is not 128 bytes".into(),
-                });
-            }
-            let signo = u64::from(u32::from_le_bytes(
-                si.siginfo[0..4].try_into().expect("4 bytes"),
-            ));
-            let a = c.put(0, &si.siginfo)?;
-            if shared {
-                c.call(
-                    "rt_sigqueueinfo",
-                    libc::SYS_rt_sigqueueinfo,
-                    [pid, signo, a, 0, 0, 0],
-                )?;
-            } else {
-                c.call(
-                    "rt_tgsigqueueinfo",
-                    libc::SYS_rt_tgsigqueueinfo,
-                    [pid, pid, signo, a, 0, 0],
-                )?;
-            }
-        }
+    for si in plan
+        .tc
+        .signals_s
+        .as_ref()
+        .map(|q| q.signals.as_slice())
+        .unwrap_or_default()
+    {
+        let (signo, a) = put_siginfo(c, si)?;
+        c.call(
+            "rt_sigqueueinfo",
+            libc::SYS_rt_sigqueueinfo,
+            [pid, signo, a, 0, 0, 0],
+        )?;
     }
-    set_creds(c, plan)
+    Ok(())
 }
 
-/// Credentials last: everything before needed stasis's privileges.
-fn set_creds(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
-    let Some(cr) = &plan.thread_core.creds else {
+/// Credentials last: everything before needed stasis's privileges. Raw system calls
+/// change only the calling thread's credentials, so each thread sets its own.
+fn set_creds(c: &mut Ctx, th: &pb::ThreadCoreEntry) -> Result<()> {
+    let Some(cr) = &th.creds else {
         return Ok(());
     };
     let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -616,12 +790,12 @@ const ERESTARTNOINTR: i64 = -513;
 const ERESTARTNOHAND: i64 = -514;
 const ERESTART_RESTARTBLOCK: i64 = -516;
 
-/// Sets the dumped registers and XSAVE state as the ones put back at release. A system
-/// call the task was inside of is restarted as the kernel would have; one with a lost
-/// restart block returns EINTR (as in CRIU).
-fn set_registers(t: &mut Tracee, plan: &TaskPlan) -> Result<()> {
-    let pid = t.pid();
-    let mut regs = x86::regs_from_image(&plan.thread_info.gpregs, *t.regs());
+/// Sets the dumped registers, XSAVE state and signal mask as the ones put back at
+/// release. A system call the thread was inside of is restarted as the kernel would have;
+/// one with a lost restart block returns EINTR (as in CRIU).
+fn set_registers(t: &mut Tracee, ti: &pb::ThreadInfoX86, sigmask: u64) -> Result<()> {
+    let tid = t.pid();
+    let mut regs = x86::regs_from_image(&ti.gpregs, *t.regs());
     if (regs.orig_rax as i64) >= 0 {
         match regs.rax as i64 {
             ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
@@ -634,12 +808,11 @@ fn set_registers(t: &mut Tracee, plan: &TaskPlan) -> Result<()> {
     }
     regs.orig_rax = u64::MAX;
     let mut buf = vec![0u8; 1 << 16];
-    let n = ptrace::get_regset(pid, ptrace::NT_X86_XSTATE, &mut buf)?;
+    let n = ptrace::get_regset(tid, ptrace::NT_X86_XSTATE, &mut buf)?;
     buf.truncate(n);
-    x86::xsave_from_image(&plan.thread_info.fpregs, &mut buf)
-        .map_err(|e| RestoreError::Cpu(e.to_string()))?;
-    ptrace::set_regset(pid, ptrace::NT_X86_XSTATE, &buf)?;
+    x86::xsave_from_image(&ti.fpregs, &mut buf).map_err(|e| RestoreError::Cpu(e.to_string()))?;
+    ptrace::set_regset(tid, ptrace::NT_X86_XSTATE, &buf)?;
     t.set_saved_regs(regs);
-    t.set_saved_sigmask(plan.tc.blk_sigset);
+    t.set_saved_sigmask(sigmask);
     Ok(())
 }

@@ -91,6 +91,8 @@ pub struct OpenFd<'p> {
     /// The `/proc/PID/fd/N` link text.
     pub link: String,
     pub meta: std::fs::Metadata,
+    /// The whole `/proc/PID/fdinfo/N` text.
+    pub fdinfo: String,
     /// Open flags without O_CLOEXEC (that is a descriptor flag, dumped in fdinfo).
     pub flags: u32,
     pub pos: u64,
@@ -107,6 +109,7 @@ impl<'p> OpenFd<'p> {
         pidfd: BorrowedFd<'p>,
         link: String,
         meta: std::fs::Metadata,
+        fdinfo: String,
         info: &crate::procfs::FdInfo,
     ) -> OpenFd<'p> {
         OpenFd {
@@ -114,6 +117,7 @@ impl<'p> OpenFd<'p> {
             fd,
             link,
             meta,
+            fdinfo,
             flags: info.flags & !(libc::O_CLOEXEC as u32),
             pos: info.pos,
             mnt_id: info.mnt_id,
@@ -144,6 +148,19 @@ impl<'p> OpenFd<'p> {
         }
     }
 
+    /// A malformed fdinfo line.
+    pub fn bad_fdinfo(&self, line: &str) -> DumpError {
+        DumpError::Proc {
+            path: format!("/proc/{}/fdinfo/{}", self.pid, self.fd),
+            what: format!("cannot parse {line:?}"),
+        }
+    }
+
+    /// The lines of the fdinfo text.
+    pub fn fdinfo_lines(&self) -> impl Iterator<Item = &str> {
+        self.fdinfo.lines()
+    }
+
     /// The owner that O_ASYNC signals go to (`F_GETOWN_EX`, `F_GETSIG`).
     pub fn fown(&self) -> Result<pb::FownEntry> {
         let (pid_type, pid, signum) = stasis_sys::fdops::owner(self.local()?)?;
@@ -154,5 +171,96 @@ impl<'p> OpenFd<'p> {
             pid_type: pid_type as u32,
             pid: pid as u32,
         })
+    }
+}
+
+/// The value of the `key:` line of `f`'s fdinfo, trimmed.
+pub fn value<'a>(f: &'a OpenFd<'_>, key: &str) -> Result<&'a str> {
+    f.fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
+        .ok_or_else(|| f.bad_fdinfo(&format!("<no {key} line>")))
+}
+
+/// The `key:` line of `f`'s fdinfo parsed as decimal.
+pub fn field<T: std::str::FromStr>(f: &OpenFd<'_>, key: &str) -> Result<T> {
+    let v = value(f, key)?;
+    v.parse().map_err(|_| f.bad_fdinfo(&format!("{key}: {v}")))
+}
+
+/// The `key:` line of `f`'s fdinfo parsed as hex.
+pub fn hex_field<T: num::FromHex>(f: &OpenFd<'_>, key: &str) -> Result<T> {
+    let v = value(f, key)?;
+    T::from_hex(v).ok_or_else(|| f.bad_fdinfo(&format!("{key}: {v}")))
+}
+
+/// Parses `key:value` pairs separated by blanks, as in the `tfd:`/`inotify wd:` lines
+/// (values may be padded: `tfd:        5 events:       19`).
+pub fn pairs(line: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(colon) = rest.find(':') {
+        let key = rest[..colon].trim();
+        let key = key.rsplit(' ').next().unwrap_or(key);
+        let after = rest[colon + 1..].trim_start();
+        let end = after.find(' ').unwrap_or(after.len());
+        out.push((key, &after[..end]));
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The value of `key` in [`pairs`], parsed as hex.
+pub fn hex<T: num::FromHex>(kv: &[(&str, &str)], key: &str) -> Option<T> {
+    kv.iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| T::from_hex(v.trim_start_matches("0x")))
+}
+
+/// The value of `key` in [`pairs`], parsed as decimal.
+pub fn dec<T: std::str::FromStr>(kv: &[(&str, &str)], key: &str) -> Option<T> {
+    kv.iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+pub mod num {
+    //! Hex parsing for the integer widths fdinfo uses.
+    pub trait FromHex: Sized {
+        fn from_hex(s: &str) -> Option<Self>;
+    }
+    macro_rules! from_hex {
+        ($($t:ty),*) => {$(
+            impl FromHex for $t {
+                fn from_hex(s: &str) -> Option<Self> {
+                    <$t>::from_str_radix(s, 16).ok()
+                }
+            }
+        )*};
+    }
+    from_hex!(u16, u32, u64, i32, i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_split_padded_fdinfo_lines() {
+        let kv =
+            pairs("tfd:        5 events:       19 data:                5  pos:0 ino:1f sdev:e");
+        assert_eq!(dec::<i32>(&kv, "tfd"), Some(5));
+        assert_eq!(hex::<u32>(&kv, "events"), Some(0x19));
+        assert_eq!(hex::<u64>(&kv, "data"), Some(5));
+        assert_eq!(hex::<u64>(&kv, "ino"), Some(0x1f));
+        assert_eq!(hex::<u32>(&kv, "sdev"), Some(0xe));
+        let kv = pairs("inotify wd:2 ino:1a2 sdev:800001 mask:fff ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a201000000000000");
+        assert_eq!(hex::<i32>(&kv, "wd"), Some(2));
+        assert_eq!(hex::<u32>(&kv, "fhandle-type"), Some(1));
+        assert_eq!(
+            kv.iter().find(|(k, _)| *k == "f_handle").map(|p| p.1),
+            Some("a201000000000000")
+        );
     }
 }

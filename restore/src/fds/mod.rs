@@ -16,6 +16,8 @@
 //! Nothing here logs: the child closed stasis's log file, and its descriptor number is
 //! reused by the restored descriptors.
 
+mod anon;
+mod epoll;
 mod pipe;
 mod reg;
 mod unix;
@@ -189,6 +191,10 @@ fn check_entry(e: &pb::FileEntry) -> Result<()> {
         T::Pipe => (e.pipe.is_some(), e.pipe.as_ref().map(|p| p.id)),
         T::Fifo => (e.fifo.is_some(), e.fifo.as_ref().map(|p| p.id)),
         T::Unixsk => (e.usk.is_some(), e.usk.as_ref().map(|p| p.id)),
+        T::Eventfd => (e.efd.is_some(), e.efd.as_ref().map(|p| p.id)),
+        T::Eventpoll => (e.epfd.is_some(), e.epfd.as_ref().map(|p| p.id)),
+        T::Signalfd => (e.sgfd.is_some(), e.sgfd.as_ref().map(|p| p.id)),
+        T::Timerfd => (e.tfd.is_some(), e.tfd.as_ref().map(|p| p.id)),
         other => {
             return Err(RestoreError::Unsupported(format!(
                 "{}: file id {} is {}; not supported yet",
@@ -346,6 +352,14 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
             pipe::open_pipe(objs, &plan.fds, p, &mut made).map_err(what)?;
         } else if let Some(p) = &e.fifo {
             pipe::open_fifo(objs, p, &mut made).map_err(what)?;
+        } else if let Some(p) = &e.efd {
+            made.put(f.file_id, anon::open_eventfd(p).map_err(what)?)?;
+        } else if let Some(p) = &e.sgfd {
+            made.put(f.file_id, anon::open_signalfd(p).map_err(what)?)?;
+        } else if let Some(p) = &e.tfd {
+            made.put(f.file_id, anon::open_timerfd(p).map_err(what)?)?;
+        } else if let Some(p) = &e.epfd {
+            made.put(f.file_id, epoll::open(p).map_err(what)?)?;
         } else {
             return Err(format!(
                 "fd {}: file id {} has no restorer",
@@ -361,6 +375,26 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
         stasis_sys::process::dup3(src.as_raw_fd(), f.fd, cloexec)
             .map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
+    // Timers last, as late as the child can: they start counting when armed.
+    let mut armed = HashSet::new();
+    for f in &plan.fds {
+        if let Some(p) = objs.get(f.file_id).and_then(|e| e.tfd.as_ref()) {
+            if armed.insert(f.file_id) {
+                let fd = made.get(f.file_id).expect("created above");
+                anon::arm_timer(fd, p).map_err(|err| format!("fd {}: {err}", f.fd))?;
+            }
+        }
+    }
     drop(made);
+    // Registrations keyed by descriptor number, once per epoll instance.
+    let mut done = HashSet::new();
+    for f in &plan.fds {
+        if !done.insert(f.file_id) {
+            continue;
+        }
+        if let Some(p) = objs.get(f.file_id).and_then(|e| e.epfd.as_ref()) {
+            epoll::register(f.fd, p)?;
+        }
+    }
     Ok(())
 }

@@ -189,11 +189,6 @@ fn dump_refuses(kind: &str, word: &str) {
 }
 
 #[test]
-fn dump_refuses_a_multithreaded_process_and_leaves_it_running() {
-    dump_refuses("thread", "thread");
-}
-
-#[test]
 fn dump_refuses_a_process_holding_a_perf_event_and_leaves_it_running() {
     dump_refuses("perf", "perf_event");
 }
