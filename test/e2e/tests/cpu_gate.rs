@@ -180,7 +180,11 @@ fn stasis_never_stopping(args: &[&str], watched: Pid) -> Output {
         let status = std::fs::read_to_string(format!("/proc/{watched}/status")).unwrap_or_default();
         for l in status.lines() {
             if let Some(v) = l.strip_prefix("TracerPid:") {
-                assert_eq!(v.trim(), "0", "pid {watched} was traced by stasis:\n{status}");
+                assert_eq!(
+                    v.trim(),
+                    "0",
+                    "pid {watched} was traced by stasis:\n{status}"
+                );
             }
             if let Some(v) = l.strip_prefix("State:") {
                 assert!(
@@ -247,7 +251,11 @@ fn cpuinfo_dump_records_exactly_the_features_each_jvm_prints_with_xlog_os_cpu() 
                 version.starts_with(&format!("{}.", jdk.major)) || version == jdk.major.to_string(),
                 "{what}: {version}"
             );
-            assert_eq!(names(&j["features"]), printed, "{what}: recorded vs printed");
+            assert_eq!(
+                names(&j["features"]),
+                printed,
+                "{what}: recorded vs printed"
+            );
             assert!(report["host"].is_object() && report["image"].is_object());
             assert_eq!(report["gate"]["checks"], "fpu,jvm", "{what}");
             assert_eq!(report["gate"]["passed"], true, "{what}: {report}");
@@ -363,8 +371,15 @@ fn every_dump_writes_cpuinfo_img_for_crit_and_each_threads_xsave_state() {
         "{x86}"
     );
     assert_eq!(x86["capability_ver"], 2, "{x86}");
-    assert_eq!(x86["capability"].as_array().map(Vec::len), Some(19), "{x86}");
-    assert!(x86["xfeatures_mask"].as_u64().unwrap_or(0) & 0b11 == 0b11, "{x86}");
+    assert_eq!(
+        x86["capability"].as_array().map(Vec::len),
+        Some(19),
+        "{x86}"
+    );
+    assert!(
+        x86["xfeatures_mask"].as_u64().unwrap_or(0) & 0b11 == 0b11,
+        "{x86}"
+    );
     assert!(x86["xsave_size"].as_u64().unwrap_or(0) >= 576, "{x86}");
 
     let rec = read_json(&images.join("stasis-cpu.json"));
@@ -634,7 +649,12 @@ fn dump_jvm(dir: &ScratchDir, images: &Path) -> &'static str {
     for e in std::fs::read_dir(images).unwrap().flatten() {
         std::fs::remove_file(e.path()).unwrap();
     }
-    let w = Workload::start("counter", &dir.join("jvm-counter.log"), &["1", "4"], dir.path());
+    let w = Workload::start(
+        "counter",
+        &dir.join("jvm-counter.log"),
+        &["1", "4"],
+        dir.path(),
+    );
     w.wait_ticks_after(0, 2, LINE_TIMEOUT);
     dump(images, w.pid(), &[]).assert_success();
     w.assert_gone(LINE_TIMEOUT);
@@ -739,8 +759,7 @@ fn one(m: &BTreeMap<String, Vec<String>>, key: &str, console: &str) -> String {
 }
 
 #[test]
-fn on_an_older_cpu_under_qemu_the_jvm_image_is_refused_naming_features_and_a_plain_one_passes()
-{
+fn on_an_older_cpu_under_qemu_the_jvm_image_is_refused_naming_features_and_a_plain_one_passes() {
     let qemu = which("qemu-system-x86_64", "qemu-system-x86");
     which("cpio", "cpio");
     let kernel = guest_kernel();
@@ -787,7 +806,10 @@ fn on_an_older_cpu_under_qemu_the_jvm_image_is_refused_naming_features_and_a_pla
         started.elapsed()
     );
     let m = markers(&console);
-    assert!(m.contains_key("end"), "the guest did not finish:\n{console}");
+    assert!(
+        m.contains_key("end"),
+        "the guest did not finish:\n{console}"
+    );
     let guest_flags = one(&m, "cpu", &console);
     assert!(
         !guest_flags.contains("avx512f") && guest_flags.contains("xsave"),
@@ -817,7 +839,10 @@ fn on_an_older_cpu_under_qemu_the_jvm_image_is_refused_naming_features_and_a_pla
         named.iter().all(|n| used.iter().any(|u| u == n)),
         "named a feature the JVM does not use: {missing_line}"
     );
-    assert!(missing_line.contains("-XX:CPUFeatures=0x"), "{missing_line}");
+    assert!(
+        missing_line.contains("-XX:CPUFeatures=0x"),
+        "{missing_line}"
+    );
     assert_ne!(one(&m, "jvm-cpuinfo-check-rc", &console), "0", "{console}");
 
     // The plain image: the CPU gate passes it; the preflight then stops at something
