@@ -81,8 +81,8 @@ pub fn dump_timerfd(table: &mut FileTable, f: &OpenFd<'_>, id: u32) -> Result<pb
         return Err(f.unsupported(format!("a timerfd on clock {clockid}")));
     }
     let settime = value(f, "settime flags")?;
-    let settime_flags =
-        u32::from_str_radix(settime, 8).map_err(|_| f.bad_fdinfo(&format!("settime flags: {settime}")))?;
+    let settime_flags = u32::from_str_radix(settime, 8)
+        .map_err(|_| f.bad_fdinfo(&format!("settime flags: {settime}")))?;
     let (vsec, vnsec) = timespec(f, "it_value")?;
     let (isec, insec) = timespec(f, "it_interval")?;
     table.push(pb::FileEntry {

@@ -1,6 +1,7 @@
 //! eventfd, signalfd and timerfd. The timer is armed only once every descriptor is in
 //! place ([`arm_timer`]), as late as the child can, with the time that was left at the
-//! dump (an absolute timer keeps its absolute expiry).
+//! dump. The image records only that time left, so an absolute timer, too, expires that
+//! long after the restore (as with CRIU), not at its original wall-clock instant.
 
 use super::{set_params, ChildResult};
 use stasis_images::pb;
@@ -17,7 +18,9 @@ pub fn open_eventfd(p: &pb::EventfdFileEntry) -> ChildResult<OwnedFd> {
     let fd = fdops::eventfd(0, libc::EFD_CLOEXEC).map_err(e("eventfd", p.id))?;
     if p.counter != 0 {
         // eventfd() takes a 32-bit start value; a write adds any 64-bit count.
-        let copy = fd.try_clone().map_err(|err| format!("eventfd {}: {err}", p.id))?;
+        let copy = fd
+            .try_clone()
+            .map_err(|err| format!("eventfd {}: {err}", p.id))?;
         std::fs::File::from(copy)
             .write_all(&p.counter.to_ne_bytes())
             .map_err(|err| format!("eventfd {}: set counter {}: {err}", p.id, p.counter))?;
@@ -35,7 +38,8 @@ pub fn open_signalfd(p: &pb::SignalfdEntry) -> ChildResult<OwnedFd> {
 
 /// Creates timerfd `p`, not yet armed.
 pub fn open_timerfd(p: &pb::TimerfdEntry) -> ChildResult<OwnedFd> {
-    let fd = fdops::timerfd_create(p.clockid as i32, libc::TFD_CLOEXEC).map_err(e("timerfd", p.id))?;
+    let fd =
+        fdops::timerfd_create(p.clockid as i32, libc::TFD_CLOEXEC).map_err(e("timerfd", p.id))?;
     set_params(fd.as_fd(), p.flags, &p.fown)?;
     Ok(fd)
 }
@@ -47,6 +51,11 @@ const NSEC: i64 = 1_000_000_000;
 pub fn arm_timer(fd: BorrowedFd<'_>, p: &pb::TimerfdEntry) -> ChildResult<()> {
     let mut value = (p.vsec as i64, p.vnsec as i64);
     let interval = (p.isec as i64, p.insec as i64);
+    if value == (0, 0) && interval != (0, 0) {
+        // A periodic timer that expired and was not read yet shows no time left (it is
+        // re-armed on read): its next expiry is one interval away.
+        value = interval;
+    }
     if value != (0, 0) {
         if p.settime_flags & libc::TFD_TIMER_ABSTIME as u32 != 0 {
             // fdinfo shows the time left; an absolute timer wants its expiry.
