@@ -13,6 +13,7 @@ pub mod fdops;
 pub mod mem;
 pub mod process;
 pub mod ptrace;
+pub mod tcp;
 pub mod uffd;
 pub mod unixsock;
 pub mod xsave;
