@@ -22,6 +22,9 @@ pub struct FileTable {
     entries: Vec<pb::FileEntry>,
     by_key: HashMap<(String, u32, u64), u32>,
     next_id: u32,
+    /// Largest deleted file stored in a ghost image (`--ghost-limit`; CRIU's 1 MiB when
+    /// unset).
+    pub ghost_limit: Option<u64>,
     /// Descriptions already dumped, by (st_dev, st_ino).
     described: HashMap<(u64, u64), Vec<Described>>,
     pub(crate) side: SideImages,
@@ -47,8 +50,9 @@ pub struct SideImages {
     pub unix_dumped: Vec<fds::unix::Dumped>,
     /// `remap-fpath.img`.
     pub remaps: Vec<pb::RemapFilePathEntry>,
-    /// `ghost-file-<id>.img`: (remap id, entry, contents).
-    pub ghosts: Vec<(u32, pb::GhostFileEntry, Vec<u8>)>,
+    /// `ghost-file-<id>.img`, and the ghost id of each (st_dev, st_ino).
+    pub ghosts: Vec<fds::ghost::Ghost>,
+    pub ghost_ids: HashMap<(u64, u64), u32>,
     /// `memfd.img` inodes.
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
     /// Contents of each memfd inode by shmid, written as `pagemap-shmem-<shmid>.img`.
@@ -60,6 +64,11 @@ pub struct SideImages {
 }
 
 impl FileTable {
+    /// The `--ghost-limit` in effect.
+    pub fn ghost_limit(&self) -> u64 {
+        self.ghost_limit.unwrap_or(1 << 20)
+    }
+
     /// A fresh id for a new file object.
     pub fn new_id(&mut self) -> u32 {
         self.next_id += 1;
@@ -169,9 +178,21 @@ impl FileTable {
         if !s.remaps.is_empty() {
             dir.write(ImageKind::REMAP_FPATH, names::REMAP_FPATH, &s.remaps)?;
         }
-        for (id, entry, contents) in &s.ghosts {
-            let mut w = dir.writer(ImageKind::GHOST_FILE, &names::ghost_file(*id))?;
-            w.entry_with_extra(entry, contents)?;
+        for g in &s.ghosts {
+            let mut w = dir.writer(ImageKind::GHOST_FILE, &names::ghost_file(g.id))?;
+            w.entry(&g.entry)?;
+            match &g.body {
+                fds::ghost::Body::Raw(bytes) => w.extra(bytes)?,
+                fds::ghost::Body::Chunks(chunks) => {
+                    for (off, bytes) in chunks {
+                        let c = pb::GhostChunkEntry {
+                            len: bytes.len() as u64,
+                            off: *off,
+                        };
+                        w.entry_with_extra(&c, bytes)?;
+                    }
+                }
+            }
             w.commit()?;
         }
         if !s.memfd_inodes.is_empty() {
@@ -242,6 +263,11 @@ fn dump_object(
 ) -> Result<pb::FdTypes> {
     match fds::classify(&f.link, &f.meta) {
         FdKind::Reg => {
+            if f.link.ends_with(" (deleted)") {
+                return Err(f.unsupported(
+                    "a file whose name was deleted while other links to it remain; link remaps are not supported",
+                ));
+            }
             let ft = f.meta.file_type();
             if ft.is_char_device() && is_tty(&f.meta) && !shell_job {
                 return Err(DumpError::Unsupported {

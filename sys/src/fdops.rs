@@ -9,7 +9,7 @@
 use crate::error::{check, Result, SysError};
 use libc::{c_long, pid_t};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns the return value of a call that creates a descriptor into an [`OwnedFd`].
 fn owned(ret: c_long, op: &'static str, target: impl ToString) -> Result<OwnedFd> {
@@ -179,6 +179,20 @@ pub fn bytes_readable(fd: BorrowedFd<'_>) -> Result<u32> {
     // SAFETY: n is a valid out-pointer to an int.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
     check(ret as c_long, "FIONREAD", format!("fd {}", fd.as_raw_fd())).map(|_| n as u32)
+}
+
+/// `lseek(fd, at, SEEK_DATA)` (`data`) or `SEEK_HOLE`: the next data or hole offset at
+/// or after `at`. ENXIO means no data after `at`.
+pub fn seek_data_hole(fd: impl AsFd, at: u64, data: bool) -> Result<u64> {
+    let whence = if data {
+        libc::SEEK_DATA
+    } else {
+        libc::SEEK_HOLE
+    };
+    let raw = fd.as_fd().as_raw_fd();
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::lseek64(raw, at as i64, whence) };
+    check(ret as c_long, "lseek", format!("fd {raw} at {at}")).map(|p| p as u64)
 }
 
 /// `eventfd(count, flags)`.

@@ -18,6 +18,7 @@
 
 mod anon;
 mod epoll;
+mod ghost;
 mod pipe;
 mod reg;
 mod unix;
@@ -55,6 +56,8 @@ pub struct Objects {
     pub fifo_data: HashMap<u32, PipeData>,
     /// `sk-queues.img`: the queued messages of each socket (by its file id), in order.
     pub sk_queues: HashMap<u32, Vec<Vec<u8>>>,
+    /// Deleted files (`remap-fpath.img`, `ghost-file-N.img`).
+    pub ghosts: ghost::Ghosts,
 }
 
 fn bad(file: &str, what: impl Into<String>) -> RestoreError {
@@ -101,6 +104,8 @@ impl Objects {
         objs.pipe_data = read_pipe_data(dir, ImageKind::PIPES_DATA, names::PIPES_DATA)?;
         objs.fifo_data = read_pipe_data(dir, ImageKind::FIFO_DATA, names::FIFO_DATA)?;
         objs.sk_queues = read_sk_queues(dir)?;
+        let entries = &objs.entries;
+        objs.ghosts = ghost::read(dir, |id| entries.get(&id).is_some_and(|e| e.reg.is_some()))?;
         for id in objs.sk_queues.keys() {
             if objs.entries.get(id).and_then(|e| e.usk.as_ref()).is_none() {
                 return Err(bad(
@@ -161,7 +166,13 @@ impl Objects {
                 continue;
             };
             if let Some(reg) = &e.reg {
-                out.push(("fd", reg.name.clone()));
+                if self.ghosts.remaps.contains_key(&f.file_id) {
+                    let dir = std::path::Path::new(&reg.name).parent();
+                    let dir = dir.map_or("/".into(), |d| d.display().to_string());
+                    out.push(("directory of deleted file", dir));
+                } else {
+                    out.push(("fd", reg.name.clone()));
+                }
             }
             if let Some(fifo) = &e.fifo {
                 if let Some(reg) = self
@@ -337,6 +348,8 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
         fifo_filled: HashSet::new(),
     };
     unix::open_all(objs, &plan.fds, &mut made)?;
+    // Ghost files exist only while their descriptors are opened.
+    let mut ghosts = ghost::Created::default();
     for f in &plan.fds {
         if made.has(f.file_id) {
             continue;
@@ -346,7 +359,14 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
             .ok_or_else(|| format!("fd {}: no file id {}", f.fd, f.file_id))?;
         let what = |err: String| format!("fd {}: {err}", f.fd);
         if let Some(reg) = &e.reg {
-            let fd = reg::open(reg).map_err(what)?;
+            let fd = match objs.ghosts.remaps.get(&f.file_id) {
+                Some(&g) => {
+                    let ghost = &objs.ghosts.files[&g];
+                    let path = ghost::create(&mut ghosts, g, ghost, &reg.name).map_err(what)?;
+                    reg::open_path(&path.to_string_lossy(), reg.flags, reg.pos).map_err(what)?
+                }
+                None => reg::open(reg).map_err(what)?,
+            };
             made.put(f.file_id, fd).map_err(what)?;
         } else if let Some(p) = &e.pipe {
             pipe::open_pipe(objs, &plan.fds, p, &mut made).map_err(what)?;
@@ -367,6 +387,7 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
             ));
         }
     }
+    drop(ghosts);
     for f in &plan.fds {
         let src = made
             .get(f.file_id)
