@@ -2,5 +2,25 @@
 //! network lock (nftables) held across dump and restore, and TCP connection repair
 //! (`TCP_REPAIR`) as a reusable module in the spirit of CRIU's libsoccr.
 //!
-//! Not yet implemented: the single-process engine refuses sockets with a clear error.
+//! Implemented so far: [`tcp`], the repair of one TCP connection — reading its whole
+//! state out of a socket and building a new socket that continues it. Namespaces, links
+//! and the network lock are still to come.
 #![forbid(unsafe_code)]
+
+pub mod tcp;
+
+/// What can go wrong while repairing a connection. Messages name the socket.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Sys(#[from] stasis_sys::SysError),
+    /// The socket is in a state the repair does not handle.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The kernel reported something inconsistent (a queue changed while frozen, ...).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// Result of this crate.
+pub type Result<T> = std::result::Result<T, NetError>;
