@@ -180,8 +180,7 @@ pub fn bind(fd: BorrowedFd<'_>, addr: &SocketAddr) -> Result<()> {
 pub fn connect(fd: BorrowedFd<'_>, addr: &SocketAddr) -> Result<()> {
     let (ss, len) = to_sockaddr(addr);
     // SAFETY: ss holds a valid sockaddr of `len` bytes.
-    let ret =
-        unsafe { libc::connect(raw(fd), (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let ret = unsafe { libc::connect(raw(fd), (&ss as *const libc::sockaddr_storage).cast(), len) };
     check(ret as c_long, "connect", target(fd, addr)).map(drop)
 }
 
@@ -192,7 +191,13 @@ fn name(fd: BorrowedFd<'_>, f: NameFn, op: &'static str) -> Result<Option<Socket
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
     // SAFETY: ss and len are valid out-pointers; len is the storage's size.
-    let ret = unsafe { f(raw(fd), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let ret = unsafe {
+        f(
+            raw(fd),
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
     match check(ret as c_long, op, target(fd, "")) {
         Ok(_) => Ok(from_sockaddr(&ss)),
         Err(e) if e.errno() == Some(libc::ENOTCONN) => Ok(None),
@@ -295,12 +300,7 @@ pub fn queue_seq(fd: BorrowedFd<'_>) -> Result<u32> {
 
 /// Sets `TCP_QUEUE_SEQ` of the selected queue (before `connect`).
 pub fn set_queue_seq(fd: BorrowedFd<'_>, seq: u32) -> Result<()> {
-    set_raw(
-        fd,
-        TCP_QUEUE_SEQ,
-        &[seq],
-        &format!("TCP_QUEUE_SEQ = {seq}"),
-    )
+    set_raw(fd, TCP_QUEUE_SEQ, &[seq], &format!("TCP_QUEUE_SEQ = {seq}"))
 }
 
 /// `TCP_REPAIR_OPTIONS`: the options the handshake would have negotiated.
@@ -322,7 +322,12 @@ pub fn repair_window(fd: BorrowedFd<'_>) -> Result<TcpRepairWindow> {
             &mut len,
         )
     };
-    check(ret as c_long, "getsockopt(TCP_REPAIR_WINDOW)", target(fd, "")).map(|_| w)
+    check(
+        ret as c_long,
+        "getsockopt(TCP_REPAIR_WINDOW)",
+        target(fd, ""),
+    )
+    .map(|_| w)
 }
 
 /// Sets `TCP_REPAIR_WINDOW` (the receive queue must be restored first).
