@@ -288,3 +288,33 @@ fn a_record_round_trips_through_json_with_features_by_name() {
     let back: CpuRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, image);
 }
+
+#[test]
+fn criu_cpuinfo_of_sapphire_rapids_keeps_criu_states_only_and_zen2_gets_amd_fixups() {
+    use stasis_cpu::criu::{cpuinfo_entry, recording_from_cpuinfo, word};
+    let spr = sapphire_rapids();
+    let x = &cpuinfo_entry(&spr).x86_entry[0];
+    // Leaf 0xD offers AMX tile state (bits 17, 18); CRIU's XCNTXT_MASK has no AMX.
+    let offered = u64::from(spr.cpuid(0xd, 0)[0]) | u64::from(spr.cpuid(0xd, 0)[3]) << 32;
+    assert_ne!(offered & 0x6_0000, 0, "the fixture offers AMX state");
+    assert_eq!(x.xfeatures_mask.unwrap() & 0x6_0000, 0);
+    assert_eq!(x.xfeatures_mask.unwrap() & 0xe7, 0xe7, "{x:?}");
+    assert_eq!((x.cpu_family, x.model), (6, 0x8f));
+    // AMX-TILE survives in the capability words (CPUID.7.0:EDX), as CRIU keeps them.
+    assert_ne!(x.capability[word::CPUID_7_0_EDX] & 1 << 24, 0);
+
+    let zen = zen2();
+    let z = &cpuinfo_entry(&zen).x86_entry[0];
+    assert_eq!(z.vendor_id, 2, "AMD");
+    assert_eq!((z.cpu_family, z.model), (0x17, 0x31));
+    assert_eq!(z.capability[word::CPUID_1_EDX] >> 31, 0);
+    assert_ne!(z.capability[word::CPUID_LNX_1] & 1 << 16, 0, "rep_good");
+    // Back from the CRIU entry, the JVM rules see the same features, except those from
+    // leaves CRIU does not keep: topology (`ht`) and 0x8000_0007:EDX (`tscinv*`).
+    let back = recording_from_cpuinfo(&cpuinfo_entry(&zen)).unwrap();
+    let unkept = 1 << hotspot::bit::HT | 1 << hotspot::bit::TSCINV | 1 << hotspot::bit::TSCINV_BIT;
+    assert_eq!(
+        hotspot::features(21, &back).unwrap().without(unkept),
+        hotspot::features(21, &zen).unwrap().without(unkept)
+    );
+}
