@@ -52,8 +52,46 @@ impl Tracee {
         Ok(t)
     }
 
+    /// Seizes and interrupts `pid` without waiting for it to stop: a task of a frozen
+    /// cgroup reaches its ptrace stop only once the cgroup thaws. [`Tracee::wait_seized`]
+    /// then takes hold of it (and is the only way to let it go again: a task that is not
+    /// stopped cannot be detached).
+    pub fn seize_nowait(pid: i32) -> Result<()> {
+        ptrace::seize(pid, 0)?;
+        ptrace::interrupt(pid)?;
+        Ok(())
+    }
+
+    /// Waits for a task seized by [`Tracee::seize_nowait`] to stop, and holds it.
+    pub fn wait_seized(pid: i32) -> Result<Tracee> {
+        let stop = match Self::wait_interrupt_stop(pid) {
+            Ok(stop) => stop,
+            Err(e) => {
+                let _ = ptrace::detach(pid, 0);
+                return Err(e);
+            }
+        };
+        let mut t = Tracee {
+            pid,
+            regs: ptrace::get_regs(pid).inspect_err(|_| {
+                let _ = ptrace::detach(pid, 0);
+            })?,
+            sigmask: 0,
+            stop,
+            syscall_ip: None,
+            mask_blocked: false,
+            detached: false,
+        };
+        t.sigmask = ptrace::get_sigmask(pid)?;
+        Ok(t)
+    }
+
     fn interrupt_and_wait(pid: i32) -> Result<StopKind> {
         ptrace::interrupt(pid)?;
+        Self::wait_interrupt_stop(pid)
+    }
+
+    fn wait_interrupt_stop(pid: i32) -> Result<StopKind> {
         loop {
             let (_, st) = ptrace::waitpid(pid, 0)?;
             match st {

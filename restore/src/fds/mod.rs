@@ -19,6 +19,7 @@
 mod anon;
 mod epoll;
 mod ghost;
+mod inotify;
 mod pipe;
 mod reg;
 mod unix;
@@ -174,6 +175,13 @@ impl Objects {
                     out.push(("fd", reg.name.clone()));
                 }
             }
+            if let Some(ify) = &e.ify {
+                for w in &ify.wd {
+                    if let Some(path) = &w.f_handle.path {
+                        out.push(("inotify watch", path.clone()));
+                    }
+                }
+            }
             if let Some(fifo) = &e.fifo {
                 if let Some(reg) = self
                     .entries
@@ -206,6 +214,7 @@ fn check_entry(e: &pb::FileEntry) -> Result<()> {
         T::Eventpoll => (e.epfd.is_some(), e.epfd.as_ref().map(|p| p.id)),
         T::Signalfd => (e.sgfd.is_some(), e.sgfd.as_ref().map(|p| p.id)),
         T::Timerfd => (e.tfd.is_some(), e.tfd.as_ref().map(|p| p.id)),
+        T::Inotify => (e.ify.is_some(), e.ify.as_ref().map(|p| p.id)),
         other => {
             return Err(RestoreError::Unsupported(format!(
                 "{}: file id {} is {}; not supported yet",
@@ -378,6 +387,8 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
             made.put(f.file_id, anon::open_signalfd(p).map_err(what)?)?;
         } else if let Some(p) = &e.tfd {
             made.put(f.file_id, anon::open_timerfd(p).map_err(what)?)?;
+        } else if let Some(p) = &e.ify {
+            made.put(f.file_id, inotify::open(p).map_err(what)?)?;
         } else if let Some(p) = &e.epfd {
             made.put(f.file_id, epoll::open(p).map_err(what)?)?;
         } else {
