@@ -53,10 +53,11 @@ pub struct SideImages {
     /// `ghost-file-<id>.img`, and the ghost id of each (st_dev, st_ino).
     pub ghosts: Vec<fds::ghost::Ghost>,
     pub ghost_ids: HashMap<(u64, u64), u32>,
-    /// `memfd.img` inodes.
+    /// `memfd.img` inodes, the inode id of each (st_dev, st_ino), and their contents
+    /// (written as `pagemap-shmem-<shmid>.img` and a pages image each).
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
-    /// Contents of each memfd inode by shmid, written as `pagemap-shmem-<shmid>.img`.
-    pub memfd_contents: Vec<(u32, Vec<u8>)>,
+    pub memfd_ids: HashMap<(u64, u64), u32>,
+    pub memfd_contents: Vec<fds::memfd::Contents>,
     /// epoll registrations, checked against the fd table once it is complete.
     pub epoll_targets: Vec<fds::epoll::Target>,
     /// `filelocks.img`.

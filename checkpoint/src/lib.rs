@@ -72,6 +72,9 @@ pub struct DumpOptions {
     pub leave_running: bool,
     /// The task belongs to a shell job: its terminal and session are external.
     pub shell_job: bool,
+    /// Dump established TCP connections (CRIU's `--tcp-established`); without it they
+    /// are refused.
+    pub tcp_established: bool,
     /// Called at each [`DumpStage`]; an error stops the dump (CRIU's action scripts).
     pub hook: DumpHook,
     /// How long freezing may take (CRIU's `--timeout`).
@@ -118,7 +121,9 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpReport> {
     let old_mask = stasis_sys::process::sigprocmask(libc::SIG_BLOCK, stop_mask())?;
     let dir = ImageDir::create(&opts.images_dir)?;
     let before: Vec<String> = list_dir(dir.path());
+    fds::inet::begin(opts.tcp_established);
     let result = dump_seized(opts, &dir);
+    fds::inet::settle(result.is_ok() && !opts.leave_running);
     if result.is_err() {
         remove_new_files(dir.path(), &before);
     }

@@ -18,6 +18,8 @@ pub struct Args {
     pub restore_detached: bool,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// `--tcp-established`: checkpoint/restore established TCP connections.
+    pub tcp_established: bool,
     pub timeout: Option<u32>,
     pub restore_sibling: bool,
     pub feature: Option<String>,
@@ -73,7 +75,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--lsm-profile",
 ];
 const UNSUPPORTED_FLAGS: &[&str] = &[
-    "--tcp-established",
     "--ext-unix-sk",
     "--file-locks",
     "--link-remap",
@@ -161,6 +162,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
             "-d" | "--restore-detached" => a.restore_detached = true,
             "-R" | "--leave-running" => a.leave_running = true,
             "-j" | "--shell-job" => a.shell_job = true,
+            "--tcp-established" => a.tcp_established = true,
             "--restore-sibling" => a.restore_sibling = true,
             "-V" | "--version" => a.version = true,
             "-h" | "--help" => a.help = true,
@@ -242,8 +244,9 @@ mod tests {
             ArgError::Invalid { .. }
         ));
         assert_eq!(
-            p("dump --tcp-established").unwrap_err(),
-            ArgError::Unsupported("--tcp-established".into())
+            p("dump --tcp-close").unwrap_err(),
+            ArgError::Unsupported("--tcp-close".into())
         );
+        assert!(p("dump -t 1 --tcp-established").unwrap().tcp_established);
     }
 }

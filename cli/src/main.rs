@@ -117,6 +117,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         images_dir: images,
         leave_running: args.leave_running,
         shell_job: args.shell_job,
+        tcp_established: args.tcp_established,
         hook: Default::default(),
         timeout: std::time::Duration::from_secs(u64::from(args.timeout.unwrap_or(10))),
     };
@@ -139,6 +140,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         detached: args.restore_detached,
         pidfile: args.pidfile.clone(),
         shell_job: args.shell_job,
+        tcp_established: args.tcp_established,
         hook: Default::default(),
         restore_sibling: args.restore_sibling,
         check_only,

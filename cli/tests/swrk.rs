@@ -619,7 +619,7 @@ fn the_request_s_config_file_overrides_its_options_and_is_refused_by_name_when_s
         "the config file wins"
     );
 
-    std::fs::write(&conf, "tcp-established\n").unwrap();
+    std::fs::write(&conf, "tcp-close\n").unwrap();
     let mut victim = Victim::start();
     opts.pid = Some(victim.pid());
     let s = Session::start();
@@ -627,7 +627,7 @@ fn the_request_s_config_file_overrides_its_options_and_is_refused_by_name_when_s
         opts: Some(opts),
         ..req(CriuReqType::Dump)
     });
-    assert_failure(&r, CriuReqType::Dump, EBADRQC, "--tcp-established");
+    assert_failure(&r, CriuReqType::Dump, EBADRQC, "--tcp-close");
     assert!(r.cr_errmsg.unwrap().contains("runc.conf"));
     victim.assert_untouched();
 }

@@ -82,6 +82,9 @@ pub struct RestoreOptions {
     pub pidfile: Option<PathBuf>,
     /// The task was dumped as part of a shell job: it joins stasis's session.
     pub shell_job: bool,
+    /// Restore established TCP connections (CRIU's `--tcp-established`); an image
+    /// holding one is refused without it.
+    pub tcp_established: bool,
     /// The restored task becomes a sibling of stasis (a child of stasis's parent).
     pub restore_sibling: bool,
     /// Run the whole preflight and stop.
@@ -113,6 +116,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let plan = plan::read(&dir)?;
     log::debug!("read the plan in {:?}", t0.elapsed());
     preflight::check(&plan, &dir, opts.cpu_cap.as_deref())?;
+    fds::inet::check_options(&plan.objects, opts.tcp_established)?;
     log::debug!("preflight passed at {:?}", t0.elapsed());
 
     if opts.check_only {
@@ -273,6 +277,7 @@ fn build(
             // STASIS_RESTORE_STOPPED=1 leaves the task stopped for inspection (debugging).
             let stopped =
                 plan.tc.task_state == 3 || std::env::var_os("STASIS_RESTORE_STOPPED").is_some();
+            fds::inet::repair_off(pid, plan)?;
             // Every thread is ready: let them all go at once.
             for t in threads {
                 t.release()?;

@@ -9,6 +9,7 @@
 pub mod anon;
 pub mod epoll;
 pub mod ghost;
+pub mod inet;
 pub mod inotify;
 pub mod locks;
 pub mod memfd;
@@ -20,6 +21,20 @@ use stasis_images::pb;
 use std::cell::OnceCell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+/// Dumps the socket behind `f` as file `id` with the module of its address family.
+pub fn dump_socket(
+    table: &mut crate::files::FileTable,
+    f: &OpenFd<'_>,
+    id: u32,
+) -> Result<pb::FdTypes> {
+    let domain =
+        stasis_sys::unixsock::get_int_opt(f.local()?, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    match domain {
+        libc::AF_INET | libc::AF_INET6 => inet::dump(table, f, id),
+        _ => unix::dump(table, f, id),
+    }
+}
 
 /// What a descriptor refers to, from its `/proc/PID/fd/N` link and `stat`.
 #[derive(Clone, Debug, PartialEq, Eq)]

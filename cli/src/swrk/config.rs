@@ -21,6 +21,7 @@ pub struct FileSettings {
     pub pid: Option<i32>,
     pub leave_running: bool,
     pub shell_job: bool,
+    pub tcp_established: bool,
     pub timeout: Option<u32>,
 }
 
@@ -35,6 +36,7 @@ impl FileSettings {
             pid: later.pid.or(self.pid),
             leave_running: later.leave_running || self.leave_running,
             shell_job: later.shell_job || self.shell_job,
+            tcp_established: later.tcp_established || self.tcp_established,
             timeout: later.timeout.or(self.timeout),
         }
     }
@@ -102,6 +104,7 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
         pid: a.tree,
         leave_running: a.leave_running,
         shell_job: a.shell_job,
+        tcp_established: a.tcp_established,
         timeout: a.timeout,
     })
 }
@@ -150,8 +153,9 @@ mod tests {
 
     #[test]
     fn an_option_stasis_does_not_support_is_refused_by_name() {
-        let e = parse("tcp-established\n").unwrap_err();
-        assert!(e.contains("--tcp-established"), "{e}");
+        let e = parse("tcp-close\n").unwrap_err();
+        assert!(e.contains("--tcp-close"), "{e}");
+        assert!(parse("tcp-established\n").unwrap().tcp_established);
         assert!(parse("frobnicate 1\n")
             .unwrap_err()
             .contains("--frobnicate"));

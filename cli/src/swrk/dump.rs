@@ -42,6 +42,7 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         work_dir: setup.work.path.clone(),
         leave_running: setup.leave_running,
         shell_job: setup.shell_job,
+        tcp_established: setup.tcp_established,
         timeout: setup.timeout,
         hook,
     };

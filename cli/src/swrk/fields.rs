@@ -73,7 +73,7 @@ pub static FIELDS: &[Field] = &[
     f(2, "pid", Honoured, |o| o.pid.is_some()),
     f(3, "leave_running", Honoured, |o| yes(o.leave_running)),
     f(4, "ext_unix_sk", SOCKETS, |o| yes(o.ext_unix_sk)),
-    f(5, "tcp_established", SOCKETS, |o| yes(o.tcp_established)),
+    f(5, "tcp_established", Honoured, |o| yes(o.tcp_established)),
     f(6, "evasive_devices", Moot("devices are reopened by their dumped path, which must exist"), |o| yes(o.evasive_devices)),
     f(7, "shell_job", Honoured, |o| yes(o.shell_job)),
     f(8, "file_locks", Engine, |o| yes(o.file_locks)),

@@ -40,6 +40,7 @@ pub fn restore(
         work_dir: setup.work.path.clone(),
         detached: true,
         shell_job: setup.shell_job,
+        tcp_established: setup.tcp_established,
         restore_sibling: setup.rst_sibling,
         hook,
         ..Default::default()

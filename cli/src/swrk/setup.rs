@@ -54,6 +54,7 @@ pub struct Setup {
     pub pid: Option<i32>,
     pub leave_running: bool,
     pub shell_job: bool,
+    pub tcp_established: bool,
     pub rst_sibling: bool,
     pub notify: bool,
     pub timeout: Duration,
@@ -146,6 +147,9 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
             || rpc_file.leave_running
             || global.leave_running,
         shell_job: opts.shell_job == Some(true) || rpc_file.shell_job || global.shell_job,
+        tcp_established: opts.tcp_established == Some(true)
+            || rpc_file.tcp_established
+            || global.tcp_established,
         rst_sibling: opts.rst_sibling == Some(true),
         notify: opts.notify_scripts == Some(true),
         timeout: Duration::from_secs(u64::from(

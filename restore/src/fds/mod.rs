@@ -20,6 +20,7 @@ mod anon;
 mod epoll;
 mod ghost;
 mod inotify;
+mod memfd;
 mod pipe;
 mod reg;
 mod unix;
@@ -59,6 +60,8 @@ pub struct Objects {
     pub sk_queues: HashMap<u32, Vec<Vec<u8>>>,
     /// Deleted files (`remap-fpath.img`, `ghost-file-N.img`).
     pub ghosts: ghost::Ghosts,
+    /// memfd inodes (`memfd.img`) with their contents, by inode id.
+    pub memfds: HashMap<u32, memfd::Inode>,
 }
 
 fn bad(file: &str, what: impl Into<String>) -> RestoreError {
@@ -107,6 +110,20 @@ impl Objects {
         objs.sk_queues = read_sk_queues(dir)?;
         let entries = &objs.entries;
         objs.ghosts = ghost::read(dir, |id| entries.get(&id).is_some_and(|e| e.reg.is_some()))?;
+        objs.memfds = memfd::read(dir)?;
+        for e in objs.entries.values().filter_map(|e| e.memfd.as_ref()) {
+            if !objs.memfds.contains_key(&e.inode_id) {
+                return Err(bad(
+                    names::FILES,
+                    format!(
+                        "memfd {} refers to inode {}, which {} lacks",
+                        e.id,
+                        e.inode_id,
+                        names::MEMFD_INODE
+                    ),
+                ));
+            }
+        }
         for id in objs.sk_queues.keys() {
             if objs.entries.get(id).and_then(|e| e.usk.as_ref()).is_none() {
                 return Err(bad(
@@ -215,6 +232,7 @@ fn check_entry(e: &pb::FileEntry) -> Result<()> {
         T::Signalfd => (e.sgfd.is_some(), e.sgfd.as_ref().map(|p| p.id)),
         T::Timerfd => (e.tfd.is_some(), e.tfd.as_ref().map(|p| p.id)),
         T::Inotify => (e.ify.is_some(), e.ify.as_ref().map(|p| p.id)),
+        T::Memfd => (e.memfd.is_some(), e.memfd.as_ref().map(|p| p.id)),
         other => {
             return Err(RestoreError::Unsupported(format!(
                 "{}: file id {} is {}; not supported yet",
@@ -359,6 +377,7 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
     unix::open_all(objs, &plan.fds, &mut made)?;
     // Ghost files exist only while their descriptors are opened.
     let mut ghosts = ghost::Created::default();
+    let mut memfds = memfd::Created::default();
     for f in &plan.fds {
         if made.has(f.file_id) {
             continue;
@@ -387,6 +406,11 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
             made.put(f.file_id, anon::open_signalfd(p).map_err(what)?)?;
         } else if let Some(p) = &e.tfd {
             made.put(f.file_id, anon::open_timerfd(p).map_err(what)?)?;
+        } else if let Some(p) = &e.memfd {
+            made.put(
+                f.file_id,
+                memfd::open(&objs.memfds, &mut memfds, p).map_err(what)?,
+            )?;
         } else if let Some(p) = &e.ify {
             made.put(f.file_id, inotify::open(p).map_err(what)?)?;
         } else if let Some(p) = &e.epfd {
@@ -399,6 +423,8 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
         }
     }
     drop(ghosts);
+    memfd::seal_all(&memfds)?;
+    drop(memfds);
     for f in &plan.fds {
         let src = made
             .get(f.file_id)
