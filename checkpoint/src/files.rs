@@ -62,6 +62,8 @@ pub struct SideImages {
     pub epoll_targets: Vec<fds::epoll::Target>,
     /// `filelocks.img`.
     pub locks: Vec<pb::FileLockEntry>,
+    /// `tcp-stream-<ino>.img` of the established TCP connections.
+    pub inet: fds::inet::Streams,
 }
 
 impl FileTable {
@@ -74,6 +76,14 @@ impl FileTable {
     pub fn new_id(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Whether each process can reopen object `id` on its own at restore (a path-backed
+    /// regular file or device) instead of sharing one object created once.
+    pub fn is_reopenable(&self, id: u32) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.id == id && e.r#type == pb::FdTypes::Reg as i32)
     }
 
     /// Adds a finished entry to `files.img`.
@@ -203,6 +213,7 @@ impl FileTable {
         if !s.locks.is_empty() {
             dir.write(ImageKind::FILE_LOCKS, names::FILE_LOCKS, &s.locks)?;
         }
+        fds::inet::write_images(dir, &s.inet)?;
         Ok(())
     }
 }
@@ -288,7 +299,7 @@ fn dump_object(
         FdKind::Deleted => fds::ghost::dump(table, f, id),
         FdKind::Pipe => fds::pipe::dump_pipe(table, f, id),
         FdKind::Fifo => fds::pipe::dump_fifo(table, f, id),
-        FdKind::Socket => fds::unix::dump(table, f, id),
+        FdKind::Socket => fds::dump_socket(table, f, id),
         FdKind::Eventfd => fds::anon::dump_eventfd(table, f, id),
         FdKind::Signalfd => fds::anon::dump_signalfd(table, f, id),
         FdKind::Timerfd => fds::anon::dump_timerfd(table, f, id),
