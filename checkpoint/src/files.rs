@@ -78,14 +78,6 @@ impl FileTable {
         self.next_id
     }
 
-    /// Whether each process can reopen object `id` on its own at restore (a path-backed
-    /// regular file or device) instead of sharing one object created once.
-    pub fn is_reopenable(&self, id: u32) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.id == id && e.r#type == pb::FdTypes::Reg as i32)
-    }
-
     /// Adds a finished entry to `files.img`.
     pub fn push(&mut self, entry: pb::FileEntry) {
         self.entries.push(entry);
