@@ -19,6 +19,7 @@
 mod anon;
 mod epoll;
 mod ghost;
+pub mod inet;
 mod inotify;
 mod memfd;
 mod pipe;
@@ -58,6 +59,8 @@ pub struct Objects {
     pub fifo_data: HashMap<u32, PipeData>,
     /// `sk-queues.img`: the queued messages of each socket (by its file id), in order.
     pub sk_queues: HashMap<u32, Vec<Vec<u8>>>,
+    /// `tcp-stream-<ino>.img` of each established TCP connection, by socket inode.
+    pub tcp_streams: HashMap<u32, inet::Stream>,
     /// Deleted files (`remap-fpath.img`, `ghost-file-N.img`).
     pub ghosts: ghost::Ghosts,
     /// memfd inodes (`memfd.img`) with their contents, by inode id.
@@ -108,6 +111,7 @@ impl Objects {
         objs.pipe_data = read_pipe_data(dir, ImageKind::PIPES_DATA, names::PIPES_DATA)?;
         objs.fifo_data = read_pipe_data(dir, ImageKind::FIFO_DATA, names::FIFO_DATA)?;
         objs.sk_queues = read_sk_queues(dir)?;
+        objs.tcp_streams = inet::read_streams(dir, objs.entries.values())?;
         let entries = &objs.entries;
         objs.ghosts = ghost::read(dir, |id| entries.get(&id).is_some_and(|e| e.reg.is_some()))?;
         objs.memfds = memfd::read(dir)?;
@@ -141,6 +145,11 @@ impl Objects {
             .iter()
             .filter_map(|(id, e)| Some((*id, e.reg.clone()?)))
             .collect()
+    }
+
+    /// The inet sockets of the image.
+    pub fn inet_sockets(&self) -> impl Iterator<Item = &pb::InetSkEntry> {
+        self.entries.values().filter_map(|e| e.isk.as_ref())
     }
 
     /// The entry `id`.
@@ -227,6 +236,7 @@ fn check_entry(e: &pb::FileEntry) -> Result<()> {
         T::Pipe => (e.pipe.is_some(), e.pipe.as_ref().map(|p| p.id)),
         T::Fifo => (e.fifo.is_some(), e.fifo.as_ref().map(|p| p.id)),
         T::Unixsk => (e.usk.is_some(), e.usk.as_ref().map(|p| p.id)),
+        T::Inetsk => (e.isk.is_some(), e.isk.as_ref().map(|p| p.id)),
         T::Eventfd => (e.efd.is_some(), e.efd.as_ref().map(|p| p.id)),
         T::Eventpoll => (e.epfd.is_some(), e.epfd.as_ref().map(|p| p.id)),
         T::Signalfd => (e.sgfd.is_some(), e.sgfd.as_ref().map(|p| p.id)),
@@ -251,6 +261,9 @@ fn check_entry(e: &pb::FileEntry) -> Result<()> {
                 t.as_str_name()
             ),
         ));
+    }
+    if let Some(s) = &e.isk {
+        inet::check(s)?;
     }
     if payload_id != Some(e.id) {
         return Err(bad(
@@ -375,6 +388,7 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
         fifo_filled: HashSet::new(),
     };
     unix::open_all(objs, &plan.fds, &mut made)?;
+    inet::open_all(objs, &plan.fds, &mut made)?;
     // Ghost files exist only while their descriptors are opened.
     let mut ghosts = ghost::Created::default();
     let mut memfds = memfd::Created::default();
