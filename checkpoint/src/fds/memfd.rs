@@ -105,8 +105,8 @@ fn read_inode(f: &OpenFd<'_>, inode_id: u32) -> Result<(pb::MemfdInodeEntry, Con
 /// Writes each memfd's `pagemap-shmem-<shmid>.img` and `pages-<id>.img`, with page-file
 /// ids after the highest the dump already used.
 pub fn write_contents(dir: &ImageDir, contents: &[Contents]) -> Result<()> {
-    let mut next_id = highest_pages_id(dir)? + 1;
-    for c in contents {
+    let first = highest_pages_id(dir)? + 1;
+    for (next_id, c) in (first..).zip(contents) {
         let pages_name = names::pages(next_id);
         let mut pages = dir.create_raw(&pages_name)?;
         let mut w = dir.writer(ImageKind::SHMEM_PAGEMAP, &names::pagemap_shmem(c.shmid))?;
@@ -123,7 +123,6 @@ pub fn write_contents(dir: &ImageDir, contents: &[Contents]) -> Result<()> {
             })?;
         }
         w.commit()?;
-        next_id += 1;
     }
     Ok(())
 }

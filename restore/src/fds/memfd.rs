@@ -133,14 +133,16 @@ pub fn open(
     p: &pb::MemfdFileEntry,
 ) -> ChildResult<OwnedFd> {
     let err = |what: String| format!("memfd {}: {what}", p.id);
-    if !created.inodes.contains_key(&p.inode_id) {
-        let inode = inodes
-            .get(&p.inode_id)
-            .ok_or_else(|| err(format!("no inode {} in {}", p.inode_id, names::MEMFD_INODE)))?;
-        let fd = create(inode).map_err(|e| err(format!("{:?}: {e}", inode.entry.name)))?;
-        created.inodes.insert(p.inode_id, (fd, inode.entry.seals));
-    }
-    let (inode_fd, _) = &created.inodes[&p.inode_id];
+    let (inode_fd, _) = match created.inodes.entry(p.inode_id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            let inode = inodes
+                .get(&p.inode_id)
+                .ok_or_else(|| err(format!("no inode {} in {}", p.inode_id, names::MEMFD_INODE)))?;
+            let fd = create(inode).map_err(|e| err(format!("{:?}: {e}", inode.entry.name)))?;
+            slot.insert((fd, inode.entry.seals))
+        }
+    };
     let acc = p.flags as i32 & libc::O_ACCMODE;
     let path = format!("/proc/self/fd/{}", inode_fd.as_raw_fd());
     let file = std::fs::OpenOptions::new()

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use stasis_e2e::log::{assert_no_fail, assert_ticks_continuous, pairs, ticks};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
 
@@ -50,7 +49,7 @@ fn memfd_contents_names_and_seals_survive_restore() {
     let memfd_fds = set
         .entries("files.img")
         .iter()
-        .filter(|e| e["type"] == Value::from("MEMFD"))
+        .filter(|e| e["type"] == "MEMFD")
         .count();
     assert_eq!(memfd_fds, 4, "four memfd descriptions (data twice)");
 
