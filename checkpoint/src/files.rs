@@ -25,6 +25,8 @@ pub struct FileTable {
     /// Largest deleted file stored in a ghost image (`--ghost-limit`; CRIU's 1 MiB when
     /// unset).
     pub ghost_limit: Option<u64>,
+    /// Dump file locks (`--file-locks`); without it a held lock refuses the dump.
+    pub file_locks: bool,
     /// Descriptions already dumped, by (st_dev, st_ino).
     described: HashMap<(u64, u64), Vec<Described>>,
     pub(crate) side: SideImages,
@@ -32,6 +34,9 @@ pub struct FileTable {
 
 /// A descriptor already dumped: (pid, fd, file id, fd type).
 type Described = (i32, i32, u32, pb::FdTypes);
+
+/// A lock as fdinfo shows it: (kind, type, owner pid, dev:ino, start, length).
+pub type LockKey = (u32, u32, String, String, i64, i64);
 
 /// Images beside `files.img` that the file objects fill.
 #[derive(Default)]
@@ -60,8 +65,9 @@ pub struct SideImages {
     pub memfd_contents: Vec<fds::memfd::Contents>,
     /// epoll registrations, checked against the fd table once it is complete.
     pub epoll_targets: Vec<fds::epoll::Target>,
-    /// `filelocks.img`.
+    /// `filelocks.img`, and the locks already recorded.
     pub locks: Vec<pb::FileLockEntry>,
+    pub locks_seen: HashSet<LockKey>,
     /// `tcp-stream-<ino>.img` of the established TCP connections.
     pub inet: fds::inet::Streams,
 }
@@ -76,6 +82,14 @@ impl FileTable {
     pub fn new_id(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Whether each process can reopen object `id` on its own at restore (a path-backed
+    /// regular file or device) instead of sharing one object created once.
+    pub fn is_reopenable(&self, id: u32) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.id == id && e.r#type == pb::FdTypes::Reg as i32)
     }
 
     /// Adds a finished entry to `files.img`.

@@ -11,6 +11,7 @@
 //! runs on as before; the partial images are removed.
 #![forbid(unsafe_code)]
 
+mod cgroups;
 mod cpu_record;
 mod fds;
 mod files;
@@ -52,6 +53,8 @@ pub enum DumpError {
     Sys(#[from] stasis_sys::SysError),
     #[error(transparent)]
     Image(#[from] stasis_images::ImageError),
+    #[error(transparent)]
+    Cgroup(#[from] stasis_cgroup::CgroupError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -60,7 +63,7 @@ pub enum DumpError {
 pub type Result<T> = std::result::Result<T, DumpError>;
 
 /// What to dump and how.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DumpOptions {
     /// Root of the tree to dump.
     pub pid: i32,
@@ -79,6 +82,9 @@ pub struct DumpOptions {
     pub hook: DumpHook,
     /// How long freezing may take (CRIU's `--timeout`).
     pub timeout: std::time::Duration,
+    /// `--freeze-cgroup`: freeze the tasks through this freezer cgroup (v1 or v2)
+    /// before seizing them.
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 /// Timings and counters of a finished dump.
@@ -153,28 +159,16 @@ fn remove_new_files(p: &Path, before: &[String]) {
     }
 }
 
-/// Everything the dump checks before it freezes anything.
-fn preflight(pid: i32, shell_job: bool) -> Result<procfs::Stat> {
+/// What each process of the tree must satisfy: no namespace of its own, and a session
+/// stasis can recreate (its own, or its parent's; the root's own unless a shell job).
+fn preflight(pid: i32, parent: Option<&procfs::Stat>, shell_job: bool) -> Result<procfs::Stat> {
     let stat = procfs::stat(pid)?;
-    if stat.state == 'Z' || stat.state == 'X' {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: "is a zombie".into(),
-        });
-    }
-    for tid in procfs::threads(pid)? {
-        // A thread that exits meanwhile has no children file: it has no children either.
-        if !procfs::children(pid, tid).unwrap_or_default().is_empty() {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!(
-                    "thread {tid} has child processes; process trees are not supported yet"
-                ),
-            });
-        }
-    }
-
-    for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"] {
+    // A zombie has no namespaces left to compare.
+    let zombie = matches!(stat.state, 'Z' | 'X');
+    for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"]
+        .into_iter()
+        .filter(|_| !zombie)
+    {
         let mine = procfs::ns_inode(std::process::id() as i32, ns)?;
         if procfs::ns_inode(pid, ns)? != mine {
             return Err(DumpError::Unsupported {
@@ -183,36 +177,79 @@ fn preflight(pid: i32, shell_job: bool) -> Result<procfs::Stat> {
             });
         }
     }
-    if stat.sid != pid && !shell_job {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!(
-                "is in session {} whose leader is not dumped; dump it with --shell-job (-j)",
-                stat.sid
-            ),
-        });
+    match parent {
+        None if stat.sid != pid && !shell_job => {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "is in session {} whose leader is not dumped; dump it with --shell-job (-j)",
+                    stat.sid
+                ),
+            })
+        }
+        Some(p) if stat.sid != pid && stat.sid != p.sid => {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "is in session {}, neither its own nor its parent's; not supported yet",
+                    stat.sid
+                ),
+            })
+        }
+        Some(p) if stat.pgid != pid && stat.pgid != p.pgid => {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "is in process group {}, neither its own nor its parent's; not supported yet",
+                    stat.pgid
+                ),
+            })
+        }
+        _ => {}
     }
     Ok(stat)
 }
 
+/// One process of the frozen tree.
+enum Member {
+    /// Held: every thread seized and stopped, the leader first.
+    Alive {
+        pid: i32,
+        ppid: i32,
+        stat: procfs::Stat,
+        threads: Vec<Tracee>,
+    },
+    /// Already dead, waiting for its parent: nothing to seize.
+    Zombie {
+        pid: i32,
+        ppid: i32,
+        stat: procfs::Stat,
+    },
+}
+
 /// Seizes every thread of `pid`, the leader first, until no new thread appears: a thread
-/// created while the others were being stopped is caught by the next pass.
-fn seize_threads(pid: i32, deadline: Instant) -> Result<Vec<Tracee>> {
-    let mut held: Vec<Tracee> = vec![Tracee::seize(pid)?];
+/// created while the others were being stopped is caught by the next pass. Threads the
+/// `--freeze-cgroup` freezer already holds are taken from `hold`.
+fn seize_threads(
+    pid: i32,
+    deadline: Instant,
+    hold: &mut Option<cgroups::FreezerHold>,
+) -> Result<Vec<Tracee>> {
+    let mut held: Vec<Tracee> = vec![cgroups::seize(hold, pid)?];
     loop {
         let mut new = 0;
         for tid in procfs::threads(pid)? {
             if held.iter().any(|t| t.pid() == tid) {
                 continue;
             }
-            match Tracee::seize(tid) {
+            match cgroups::seize(hold, tid) {
                 Ok(t) => {
                     held.push(t);
                     new += 1;
                 }
                 // It exited between the listing and the seize.
                 Err(_) if !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         if new == 0 {
@@ -228,28 +265,100 @@ fn seize_threads(pid: i32, deadline: Instant) -> Result<Vec<Tracee>> {
     }
 }
 
+/// Freezes the tree under `root`, parents before children. A process's children are read
+/// only once all its threads are stopped, so none can be created behind stasis's back.
+/// On error everything already held is released (the tracees' drop puts them back).
+fn freeze_tree(
+    root: i32,
+    shell_job: bool,
+    deadline: Instant,
+    hold: &mut Option<cgroups::FreezerHold>,
+) -> Result<Vec<Member>> {
+    let mut members: Vec<Member> = Vec::new();
+    let mut queue = std::collections::VecDeque::from([(root, 0)]);
+    while let Some((pid, ppid)) = queue.pop_front() {
+        let parent = members.iter().find_map(|m| match m {
+            Member::Alive { pid: p, stat, .. } if *p == ppid => Some(stat),
+            _ => None,
+        });
+        let stat = preflight(pid, parent, shell_job)?;
+        if matches!(stat.state, 'Z' | 'X') {
+            if pid == root {
+                return Err(DumpError::Unsupported {
+                    pid,
+                    what: "is a zombie".into(),
+                });
+            }
+            members.push(Member::Zombie { pid, ppid, stat });
+            continue;
+        }
+        let threads = seize_threads(pid, deadline, hold)?;
+        for t in &threads {
+            for child in procfs::children(pid, t.pid()).unwrap_or_default() {
+                queue.push_back((child, pid));
+            }
+        }
+        members.push(Member::Alive {
+            pid,
+            ppid,
+            stat,
+            threads,
+        });
+        check_interrupt()?;
+    }
+    Ok(members)
+}
+
+/// Namespace ids (the same for every process: namespaces are not dumped yet) and the
+/// per-process object ids.
+const NS_IDS: [u32; 8] = [5, 6, 7, 8, 9, 10, 11, 12];
+
+fn ids_of(index: usize) -> pb::TaskKobjIdsEntry {
+    let base = if index == 0 {
+        1
+    } else {
+        13 + 4 * (index as u32 - 1)
+    };
+    pb::TaskKobjIdsEntry {
+        vm_id: base,
+        files_id: base + 1,
+        fs_id: base + 2,
+        sighand_id: base + 3,
+        pid_ns_id: Some(NS_IDS[0]),
+        net_ns_id: Some(NS_IDS[1]),
+        ipc_ns_id: Some(NS_IDS[2]),
+        uts_ns_id: Some(NS_IDS[3]),
+        mnt_ns_id: Some(NS_IDS[4]),
+        user_ns_id: Some(NS_IDS[5]),
+        cgroup_ns_id: Some(NS_IDS[6]),
+        time_ns_id: Some(NS_IDS[7]),
+    }
+}
+
 fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
-    let pid = opts.pid;
     let t0 = Instant::now();
-    preflight(pid, opts.shell_job)?;
-    let mut threads = seize_threads(pid, t0 + opts.timeout)?;
+    let mut hold = match &opts.freeze_cgroup {
+        Some(path) => Some(cgroups::FreezerHold::seize(path, opts.pid, opts.timeout)?),
+        None => None,
+    };
+    let mut members = freeze_tree(opts.pid, opts.shell_job, t0 + opts.timeout, &mut hold)?;
     let frozen_at = Instant::now();
     log::info!(
-        "seized pid {pid} ({} threads) in {:?}",
-        threads.len(),
+        "froze the tree of pid {} ({} processes, {} threads) in {:?}",
+        opts.pid,
+        members.len(),
+        members
+            .iter()
+            .map(|m| if let Member::Alive { threads, .. } = m {
+                threads.len()
+            } else {
+                0
+            })
+            .sum::<usize>(),
         frozen_at - t0
     );
-    let mem = ProcMem::open(pid)?;
-    let ip = threads[0].find_syscall_ip(&mem)?;
-    for t in &mut threads[1..] {
-        t.set_syscall_ip(ip);
-    }
-    let scratch = Scratch::map(&mut threads[0], 4096)?;
-    let collected = collect(opts, dir, &mut threads, &mem, &scratch);
-    // The scratch page goes before anything else happens to the task.
-    let unmapped = scratch.unmap(&mut threads[0]);
-    let mut report = collected?;
-    unmapped?;
+    let freezer = hold.as_ref().and_then(|h| h.record());
+    let mut report = collect_tree(opts, dir, &mut members, freezer)?;
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
 
     check_interrupt()?;
@@ -257,33 +366,192 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     check_interrupt()?;
     let stage = DumpStage::ImagesWritten;
     (opts.hook.call(stage)).map_err(|what| DumpError::Stopped { stage, what })?;
-    let mut threads = threads.into_iter();
-    let leader = threads.next().expect("the leader is held");
-    if opts.leave_running {
-        for t in threads {
-            t.release()?;
-        }
-        leader.release()?;
-    } else {
-        leader.kill()?;
-        for t in threads {
-            t.forget();
+    // A freezer cgroup frozen before the dump is frozen again before the tasks go on,
+    // and its tasks that were not dumped are let go.
+    if let (Some(h), false) = (hold.as_mut(), opts.leave_running) {
+        h.tasks_killed();
+    }
+    drop(hold);
+    // Children first, so no parent runs while a child is still held.
+    for m in members.into_iter().rev() {
+        let Member::Alive { threads, .. } = m else {
+            continue;
+        };
+        let mut threads = threads.into_iter();
+        let leader = threads.next().expect("the leader is held");
+        if opts.leave_running {
+            for t in threads {
+                t.release()?;
+            }
+            leader.release()?;
+        } else {
+            leader.kill()?;
+            for t in threads {
+                t.forget();
+            }
         }
     }
     report.frozen_us = frozen_at.elapsed().as_micros() as u32;
     Ok(report)
 }
 
-fn collect(
+/// Collects every process and writes the images of the tree, `inventory.img` last.
+fn collect_tree(
     opts: &DumpOptions,
     dir: &ImageDir,
+    members: &mut [Member],
+    freezer: Option<stasis_cgroup::FreezerRecord>,
+) -> Result<DumpReport> {
+    let mut cgroups = cgroups::Cgroups::new()?;
+    let mut files = files::FileTable::default();
+    let mut tree = Vec::with_capacity(members.len());
+    let mut report = DumpReport::default();
+    let mut users: std::collections::HashMap<u32, Vec<i32>> = std::collections::HashMap::new();
+    for (index, m) in members.iter_mut().enumerate() {
+        match m {
+            Member::Alive {
+                pid,
+                ppid,
+                stat,
+                threads,
+            } => {
+                let ids = ids_of(index);
+                let (entry, r, fdinfo) = collect_process(
+                    opts,
+                    dir,
+                    *pid,
+                    *ppid,
+                    stat,
+                    threads,
+                    &mut files,
+                    &ids,
+                    index as u32 + 1,
+                    &mut cgroups,
+                )?;
+                for f in &fdinfo {
+                    users.entry(f.id).or_default().push(*pid);
+                }
+                tree.push(entry);
+                report.memdump_us += r.memdump_us;
+                report.memwrite_us += r.memwrite_us;
+                report.pages_scanned += r.pages_scanned;
+                report.pages_written += r.pages_written;
+            }
+            Member::Zombie { pid, ppid, stat } => {
+                let core = pb::CoreEntry {
+                    mtype: pb::core_entry::March::X8664 as i32,
+                    tc: Some(pb::TaskCoreEntry {
+                        task_state: 2,
+                        exit_code: stat.exit_code as u32,
+                        comm: stat.comm.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                dir.write_one(ImageKind::CORE, &names::core(*pid as u32), &core)?;
+                tree.push(pb::PstreeEntry {
+                    pid: *pid as u32,
+                    ppid: *ppid as u32,
+                    pgid: stat.pgid as u32,
+                    sid: stat.sid as u32,
+                    threads: vec![*pid as u32],
+                });
+            }
+        }
+    }
+    // A pipe, socket or other object held by two processes would be two objects after
+    // restore (each process rebuilds its own table): refuse it rather than split it.
+    for (id, pids) in &users {
+        let mut distinct = pids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > 1 && !files.is_reopenable(*id) {
+            return Err(DumpError::Unsupported {
+                pid: distinct[0],
+                what: format!("shares file object {id} with processes {:?}; objects shared between processes are not supported yet", &distinct[1..]),
+            });
+        }
+    }
+    files.write_images(dir)?;
+    dir.write_one(
+        ImageKind::SECCOMP,
+        names::SECCOMP,
+        &pb::SeccompEntry::default(),
+    )?;
+    dir.write(ImageKind::PSTREE, names::PSTREE, &tree)?;
+    cpu_record::write(dir)?;
+    cgroups.write(dir, freezer)?;
+    let root_ids = pb::TaskKobjIdsEntry {
+        vm_id: 13 + 4 * members.len() as u32,
+        files_id: 14 + 4 * members.len() as u32,
+        fs_id: 15 + 4 * members.len() as u32,
+        sighand_id: 16 + 4 * members.len() as u32,
+        ..ids_of(0)
+    };
+    let inventory = pb::InventoryEntry {
+        img_version: 2,
+        fdinfo_per_id: Some(true),
+        root_ids: Some(root_ids),
+        ns_per_id: Some(true),
+        lsmtype: Some(pb::Lsmtype::NoLsm as i32),
+        network_lock_method: Some(2),
+        plugins_entry: Some(pb::PluginsEntry {
+            plugins: Vec::new(),
+        }),
+        dump_criu_run_id: Some(run_id()),
+        root_cg_set: Some(cgroups.root_set()),
+        ..Default::default()
+    };
+    dir.write_one(ImageKind::INVENTORY, names::INVENTORY, &inventory)?;
+    Ok(report)
+}
+
+/// Collects one live process and writes its own images; returns its pstree entry, its
+/// counters, and its fd table (for the check of objects shared between processes).
+#[allow(clippy::too_many_arguments)]
+fn collect_process(
+    opts: &DumpOptions,
+    dir: &ImageDir,
+    pid: i32,
+    ppid: i32,
+    stat: &procfs::Stat,
+    threads: &mut [Tracee],
+    files: &mut files::FileTable,
+    ids: &pb::TaskKobjIdsEntry,
+    pages_id: u32,
+    cgroups: &mut cgroups::Cgroups,
+) -> Result<(pb::PstreeEntry, DumpReport, Vec<pb::FdinfoEntry>)> {
+    let mem = ProcMem::open(pid)?;
+    let ip = threads[0].find_syscall_ip(&mem)?;
+    for t in threads.iter_mut().skip(1) {
+        t.set_syscall_ip(ip);
+    }
+    let scratch = Scratch::map(&mut threads[0], 4096)?;
+    let collected = collect_one(
+        opts, dir, pid, ppid, stat, threads, &mem, &scratch, files, ids, pages_id, cgroups,
+    );
+    // The scratch page goes before anything else happens to the task.
+    let unmapped = scratch.unmap(&mut threads[0]);
+    let out = collected?;
+    unmapped?;
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn collect_one(
+    opts: &DumpOptions,
+    dir: &ImageDir,
+    pid: i32,
+    ppid: i32,
+    stat: &procfs::Stat,
     threads: &mut [Tracee],
     mem: &ProcMem,
     scratch: &Scratch,
-) -> Result<DumpReport> {
-    let pid = opts.pid;
-    // Re-read after the freeze: the task cannot change any more.
-    let stat = preflight(pid, opts.shell_job)?;
+    files: &mut files::FileTable,
+    ids: &pb::TaskKobjIdsEntry,
+    pages_id: u32,
+    cgroups: &mut cgroups::Cgroups,
+) -> Result<(pb::PstreeEntry, DumpReport, Vec<pb::FdinfoEntry>)> {
     let status = procfs::status(pid)?;
     if status.seccomp != 0 {
         return Err(DumpError::Unsupported {
@@ -298,18 +566,22 @@ fn collect(
             what: "has POSIX timers; not supported yet".into(),
         });
     }
-    let (tc, remote_mm) = task::collect_process(&mut threads[0], mem, scratch, &stat)?;
+    let (tc, remote_mm) = task::collect_process(&mut threads[0], mem, scratch, stat)?;
     let mut cores = Vec::with_capacity(threads.len());
     for t in threads.iter_mut() {
         let th = task::collect_thread(t, mem, scratch, pid)?;
         let tc = (th.tid == pid).then(|| tc.clone());
-        cores.push((th.tid, task::core_entry(th, tc)));
+        let tid = th.tid;
+        let mut core = task::core_entry(th, tc);
+        if let Some(thread_core) = core.thread_core.as_mut() {
+            thread_core.cg_set = Some(cgroups.set_of(tid)?);
+        }
+        cores.push((tid, core));
     }
     check_interrupt()?;
 
-    let mut files = files::FileTable::default();
-    let fdinfo = files::collect_fds(pid, &mut files, opts.shell_job)?;
-    let fs = files::collect_fs(pid, &mut files, status.umask)?;
+    let fdinfo = files::collect_fds(pid, files, opts.shell_job)?;
+    let fs = files::collect_fs(pid, files, status.umask)?;
     let exe = procfs::link(pid, "exe")?;
     let exe_meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok();
     let exe_id = files.reg(&exe, libc::O_RDONLY as u32, 0, -1, exe_meta.as_ref());
@@ -321,14 +593,12 @@ fn collect(
         scratch.addr,
         scratch.addr + scratch.len,
     );
-    let vmas = memory::collect_vmas(pid, &maps, &mut files)?;
+    let vmas = memory::collect_vmas(pid, &maps, files)?;
     let empty: std::collections::HashSet<u64> = maps
         .iter()
         .filter(|m| !m.has_pages)
         .map(|m| m.start)
         .collect();
-
-    let auxv = procfs::auxv(pid)?;
     let mm = pb::MmEntry {
         mm_start_code: stat.start_code,
         mm_end_code: stat.end_code,
@@ -342,7 +612,7 @@ fn collect(
         mm_env_start: stat.env_start,
         mm_env_end: stat.env_end,
         exe_file_id: exe_id,
-        mm_saved_auxv: auxv,
+        mm_saved_auxv: procfs::auxv(pid)?,
         vmas,
         dumpable: Some(remote_mm.dumpable),
         aios: Vec::new(),
@@ -352,9 +622,7 @@ fn collect(
 
     let t_mem = Instant::now();
     let (pagemap, pstats) = memory::plan_pages(pid, &mm.vmas, &empty)?;
-
-    let pages_name = names::pages(1);
-    let pages_path = dir.file_path(&pages_name);
+    let pages_path = dir.file_path(&names::pages(pages_id));
     let out = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -367,77 +635,32 @@ fn collect(
         })?;
     let t_write = Instant::now();
     memory::write_pages(pid, &pagemap, out, &pages_path, &interrupted)?;
-    let memwrite_us = t_write.elapsed().as_micros() as u32;
-    let memdump_us = t_mem.elapsed().as_micros() as u32;
+    let report = DumpReport {
+        memwrite_us: t_write.elapsed().as_micros() as u32,
+        memdump_us: t_mem.elapsed().as_micros() as u32,
+        pages_scanned: pstats.pages_scanned,
+        pages_written: pstats.pages_written,
+        ..Default::default()
+    };
     check_interrupt()?;
-
-    let ids = pb::TaskKobjIdsEntry {
-        vm_id: 1,
-        files_id: 2,
-        fs_id: 3,
-        sighand_id: 4,
-        pid_ns_id: Some(5),
-        net_ns_id: Some(6),
-        ipc_ns_id: Some(7),
-        uts_ns_id: Some(8),
-        mnt_ns_id: Some(9),
-        user_ns_id: Some(10),
-        cgroup_ns_id: Some(11),
-        time_ns_id: Some(12),
-    };
-    let root_ids = pb::TaskKobjIdsEntry {
-        vm_id: 13,
-        files_id: 14,
-        fs_id: 15,
-        sighand_id: 16,
-        ..ids
-    };
-    let pstree = pb::PstreeEntry {
-        pid: pid as u32,
-        ppid: 0,
-        pgid: stat.pgid as u32,
-        sid: stat.sid as u32,
-        threads: cores.iter().map(|(tid, _)| *tid as u32).collect(),
-    };
 
     let upid = pid as u32;
     for (tid, core) in &cores {
         dir.write_one(ImageKind::CORE, &names::core(*tid as u32), core)?;
     }
-    dir.write_one(ImageKind::IDS, &names::ids(upid), &ids)?;
+    dir.write_one(ImageKind::IDS, &names::ids(upid), ids)?;
     dir.write_one(ImageKind::MM, &names::mm(upid), &mm)?;
-    dir.write_pagemap(upid, &pb::PagemapHead { pages_id: 1 }, &pagemap)?;
+    dir.write_pagemap(upid, &pb::PagemapHead { pages_id }, &pagemap)?;
     dir.write(ImageKind::FDINFO, &names::fdinfo(ids.files_id), &fdinfo)?;
     dir.write_one(ImageKind::FS, &names::fs(upid), &fs)?;
-    files.write_images(dir)?;
-    dir.write_one(
-        ImageKind::SECCOMP,
-        names::SECCOMP,
-        &pb::SeccompEntry::default(),
-    )?;
-    dir.write_one(ImageKind::PSTREE, names::PSTREE, &pstree)?;
-    cpu_record::write(dir)?;
-    let inventory = pb::InventoryEntry {
-        img_version: 2,
-        fdinfo_per_id: Some(true),
-        root_ids: Some(root_ids),
-        ns_per_id: Some(true),
-        lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-        network_lock_method: Some(2),
-        plugins_entry: Some(pb::PluginsEntry {
-            plugins: Vec::new(),
-        }),
-        dump_criu_run_id: Some(run_id()),
-        ..Default::default()
+    let entry = pb::PstreeEntry {
+        pid: upid,
+        ppid: ppid as u32,
+        pgid: stat.pgid as u32,
+        sid: stat.sid as u32,
+        threads: cores.iter().map(|(tid, _)| *tid as u32).collect(),
     };
-    dir.write_one(ImageKind::INVENTORY, names::INVENTORY, &inventory)?;
-    Ok(DumpReport {
-        memdump_us,
-        memwrite_us,
-        pages_scanned: pstats.pages_scanned,
-        pages_written: pstats.pages_written,
-        ..Default::default()
-    })
+    Ok((entry, report, fdinfo))
 }
 
 fn write_stats(opts: &DumpOptions, r: &DumpReport) -> Result<()> {

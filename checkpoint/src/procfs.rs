@@ -152,6 +152,10 @@ pub struct Stat {
     pub arg_end: u64,
     pub env_start: u64,
     pub env_end: u64,
+    /// The command name (between the parentheses).
+    pub comm: String,
+    /// The exit status as waitpid would report it (zombies).
+    pub exit_code: i32,
 }
 
 /// Parses `/proc/PID/stat`.
@@ -182,6 +186,11 @@ pub fn stat(pid: i32) -> Result<Stat> {
         arg_end: n(49)?,
         env_start: n(50)?,
         env_end: n(51)?,
+        comm: text
+            .find('(')
+            .map(|o| text[o + 1..close].to_string())
+            .unwrap_or_default(),
+        exit_code: n(52)? as i32,
     })
 }
 

@@ -25,6 +25,12 @@ pub struct Args {
     pub feature: Option<String>,
     /// `--cpu-cap[=CAPS]`: `Some("")` without a value (CRIU: every check).
     pub cpu_cap: Option<String>,
+    /// `--freeze-cgroup PATH`: freeze through this freezer cgroup before seizing.
+    pub freeze_cgroup: Option<PathBuf>,
+    /// `--manage-cgroups[=MODE]`.
+    pub manage_cgroups: Option<stasis_restore::ManageMode>,
+    /// `--cgroup-root [CTRL:]PATH`, in order.
+    pub cgroup_root: Vec<(Option<String>, PathBuf)>,
     /// `inspect --cpu`: describe the CPU record.
     pub cpu: bool,
     /// `inspect --json`: machine-readable output.
@@ -62,9 +68,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--lazy-pages",
     "--external",
     "--ext-mount-map",
-    "--cgroup-root",
-    "--freeze-cgroup",
-    "--manage-cgroups",
     "--inherit-fd",
     "--join-ns",
     "--root",
@@ -144,6 +147,34 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
                 a.cpu_cap = Some(v);
             }
             "--cpu" => a.cpu = true,
+            "--freeze-cgroup" => a.freeze_cgroup = Some(value(&mut it)?.into()),
+            // CRIU's optional argument: `--manage-cgroups=MODE`, or a separate word that
+            // is a mode; alone it means soft.
+            "--manage-cgroups" => {
+                let v = match &attached {
+                    Some(v) => v.clone(),
+                    None => it
+                        .next_if(|n| !n.is_empty() && stasis_restore::ManageMode::parse(n).is_ok())
+                        .unwrap_or_default(),
+                };
+                let mode =
+                    stasis_restore::ManageMode::parse(&v).map_err(|_| ArgError::Invalid {
+                        opt: name.clone(),
+                        value: v.clone(),
+                        what: "cgroup mode (none, ignore, props, soft, full, strict)",
+                    })?;
+                a.manage_cgroups = Some(mode);
+            }
+            "--cgroup-root" => {
+                let v = value(&mut it)?;
+                let root =
+                    stasis_restore::parse_cgroup_root(&v).map_err(|_| ArgError::Invalid {
+                        opt: name.clone(),
+                        value: v.clone(),
+                        what: "cgroup root ([CONTROLLER:]/PATH)",
+                    })?;
+                a.cgroup_root.push(root);
+            }
             "--json" => a.json = true,
             "-v" => {
                 a.verbosity = match &attached {
@@ -230,6 +261,51 @@ mod tests {
         let i = p("inspect /img --cpu --json").unwrap();
         assert!(i.cpu && i.json);
         assert_eq!(i.rest, ["/img"]);
+    }
+
+    #[test]
+    fn cgroup_options_take_criu_s_forms() {
+        use stasis_restore::ManageMode;
+        let a = p("dump -t 1 --freeze-cgroup /sys/fs/cgroup/freezer/ct").unwrap();
+        assert_eq!(
+            a.freeze_cgroup.as_deref(),
+            Some(std::path::Path::new("/sys/fs/cgroup/freezer/ct"))
+        );
+        assert_eq!(
+            p("restore --manage-cgroups").unwrap().manage_cgroups,
+            Some(ManageMode::Soft)
+        );
+        assert_eq!(
+            p("restore --manage-cgroups=strict").unwrap().manage_cgroups,
+            Some(ManageMode::Strict)
+        );
+        let b = p("restore --manage-cgroups full -D /x").unwrap();
+        assert_eq!(b.manage_cgroups, Some(ManageMode::Full));
+        assert_eq!(b.images_dir.as_deref(), Some(std::path::Path::new("/x")));
+        // A word that is not a mode is not taken as one.
+        let c = p("--manage-cgroups restore").unwrap();
+        assert_eq!(
+            (c.manage_cgroups, c.verb.as_str()),
+            (Some(ManageMode::Soft), "restore")
+        );
+        assert!(matches!(
+            p("restore --manage-cgroups=hard").unwrap_err(),
+            ArgError::Invalid { .. }
+        ));
+        let r = p("restore --cgroup-root /new --cgroup-root cpu,cpuacct:/c --cgroup-root :/v2")
+            .unwrap();
+        assert_eq!(
+            r.cgroup_root,
+            [
+                (None, "/new".into()),
+                (Some("cpu,cpuacct".into()), "/c".into()),
+                (Some(String::new()), "/v2".into())
+            ]
+        );
+        assert!(matches!(
+            p("restore --cgroup-root relative").unwrap_err(),
+            ArgError::Invalid { .. }
+        ));
     }
 
     #[test]

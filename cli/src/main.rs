@@ -16,8 +16,9 @@ use std::process::ExitCode;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn usage() -> &'static str {
-    "usage: stasis dump -t PID -D DIR [-W DIR] [-o LOG] [-v[N]] [--leave-running] [-j]\n\
+    "usage: stasis dump -t PID -D DIR [-W DIR] [-o LOG] [-v[N]] [--leave-running] [-j] [--freeze-cgroup PATH]\n\
      \x20      stasis restore -D DIR [-W DIR] [-o LOG] [-v[N]] [-d] [--pidfile FILE] [-j] [--restore-sibling] [--check-only] [--cpu-cap[=CAPS]]\n\
+     \x20                     [--manage-cgroups[=MODE]] [--cgroup-root [CTRL:]PATH]...\n\
      \x20      stasis check [--feature NAME]\n\
      \x20      stasis cpuinfo dump -D DIR [-t PID]\n\
      \x20      stasis cpuinfo check -D DIR [--cpu-cap[=CAPS]]\n\
@@ -120,6 +121,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         tcp_established: args.tcp_established,
         hook: Default::default(),
         timeout: std::time::Duration::from_secs(u64::from(args.timeout.unwrap_or(10))),
+        freeze_cgroup: args.freeze_cgroup.clone(),
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;
@@ -145,6 +147,8 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         restore_sibling: args.restore_sibling,
         check_only,
         cpu_cap: args.cpu_cap.clone(),
+        manage_cgroups: args.manage_cgroups.unwrap_or_default(),
+        cgroup_root: args.cgroup_root.clone(),
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

@@ -241,13 +241,8 @@ fn every_captured_container_dump_and_restore_is_refused_by_name_and_changes_noth
         assert_failure(&resp, ty, EBADRQC, said);
         if said.starts_with("not supported") {
             let msg = resp.cr_errmsg.clone().unwrap();
-            for field in [
-                "root",
-                "ext_mnt",
-                "manage_cgroups",
-                "empty_ns",
-                "orphan_pts_master",
-            ] {
+            // The cgroup fields are honoured (docs/cgroups.md); these are not yet.
+            for field in ["root", "ext_mnt", "empty_ns", "orphan_pts_master"] {
                 assert!(msg.contains(field), "{}: {msg}", c.name);
             }
         }

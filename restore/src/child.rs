@@ -3,56 +3,124 @@
 //! actions and name. It runs in a copy of stasis (single-threaded), keeps every signal
 //! blocked, reports success or the first error over `report_fd`, then waits in `pause()`.
 
-use crate::plan::TaskPlan;
+use crate::plan::{TaskNode, TaskPlan, TreePlan};
 use stasis_sys::process;
+use stasis_sys::process::Forked;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::path::Path;
 
 /// The lowest descriptor number above every fd of the image (where the child parks its own).
 pub fn high_fd(plan: &TaskPlan) -> i32 {
     plan.fds.iter().map(|f| f.fd).max().unwrap_or(2).max(2) + 1
 }
 
-/// Runs in the child; never returns. The pages image ends up at descriptor
-/// `high_fd(plan)` and the report socket right above it.
-pub fn run(plan: &TaskPlan, pages_fd: i32, report_fd: i32, shell_job: bool) -> ! {
-    let hi = high_fd(plan);
-    // Park both far above everything, close the rest, then put them in place.
-    let parked = (
-        process::dup_at_least(pages_fd, hi + 64),
-        process::dup_at_least(report_fd, hi + 64),
-    );
-    let (Ok(pages_tmp), Ok(report_tmp)) = parked else {
-        process::exit_now(3)
-    };
-    if process::close_all_except(&[pages_tmp, report_tmp]).is_err()
-        || process::dup3(pages_tmp, hi, 0).is_err()
-        || process::dup3(report_tmp, hi + 1, 0).is_err()
-    {
-        process::exit_now(3);
+/// The descriptor numbers every restoring task of a tree uses for itself: its pages
+/// image at `pages`, the shared report pipe at `pages + 1`, parking from `pages + 2`.
+pub fn tree_high_fd(tree: &TreePlan) -> i32 {
+    tree.alive().map(high_fd).max().unwrap_or(3)
+}
+
+/// How a restoring task reports to stasis: one line per message on a pipe every task of
+/// the tree shares (writes of less than PIPE_BUF bytes are atomic).
+fn report(fd: i32, pid: i32, msg: &str) {
+    let mut line = format!("{pid} {msg}");
+    line.truncate(3000);
+    line = line.replace('\n', " ");
+    line.push('\n');
+    let _ = process::write_fd(fd, line.as_bytes());
+}
+
+/// Runs in the task `index` of the tree, forked by its parent with its PID; never
+/// returns. It recreates its session and group, forks its own children (zombies exit at
+/// once), rebuilds its descriptors and the rest of its own state, reports `R`, and
+/// waits to be seized.
+pub fn run(tree: &TreePlan, index: usize, images: &Path, report_fd: i32, shell_job: bool) -> ! {
+    let hi = tree_high_fd(tree);
+    let report_at = hi + 1;
+    let pid = tree.tasks[index].pid();
+    // Park the report pipe far above everything, close the rest, then put it in place.
+    match process::dup_at_least(report_fd, hi + 64) {
+        Ok(tmp)
+            if process::close_all_except(&[tmp]).is_ok()
+                && process::dup3(tmp, report_at, 0).is_ok() =>
+        {
+            process::close_fd(tmp)
+        }
+        _ => process::exit_now(3),
     }
-    process::close_fd(pages_tmp);
-    process::close_fd(report_tmp);
-    let report = hi + 1;
     let fail = |msg: String| -> ! {
-        let _ = process::write_fd(report, format!("E{msg}").as_bytes());
+        report(report_at, pid, &format!("E{msg}"));
         process::exit_now(1)
     };
-    match setup(plan, shell_job) {
-        Ok(()) => {
-            if let Err(e) = process::write_fd(report, b"R") {
-                fail(e.to_string());
+    let TaskNode::Alive(plan) = &tree.tasks[index] else {
+        fail("a zombie cannot be restored as a live task".into())
+    };
+    if let Err(msg) = process::sigprocmask(libc::SIG_SETMASK, !0).map_err(|e| e.to_string()) {
+        fail(msg)
+    }
+    if let Err(msg) = session(plan, index == 0, shell_job) {
+        fail(msg)
+    }
+    for child in tree.children(index) {
+        let node = &tree.tasks[child];
+        match process::fork_with_pid(&[node.pid()], 0) {
+            Ok(Forked::Child) => match node {
+                TaskNode::Zombie {
+                    pid,
+                    pgid,
+                    exit_code,
+                    ..
+                } => become_zombie(*pid, *pgid, *exit_code),
+                TaskNode::Alive(_) => run(tree, child, images, report_at, shell_job),
+            },
+            Ok(Forked::Parent(_)) => {}
+            Err(e) => fail(format!("forking child pid {}: {e}", node.pid())),
+        }
+    }
+    let pages = images.join(&plan.pages_name);
+    let opened = std::fs::File::open(&pages)
+        .map_err(|e| format!("{}: {e}", pages.display()))
+        .and_then(|f| {
+            let raw = OwnedFd::from(f).into_raw_fd();
+            let placed = process::dup3(raw, hi, 0).map_err(|e| e.to_string());
+            if raw != hi {
+                process::close_fd(raw);
             }
+            placed
+        });
+
+    if let Err(msg) = opened {
+        fail(msg)
+    }
+    match setup(plan, hi + 2) {
+        Ok(()) => {
+            report(report_at, pid, "R");
             process::pause_forever()
         }
         Err(msg) => fail(msg),
     }
 }
 
-fn setup(plan: &TaskPlan, shell_job: bool) -> Result<(), String> {
-    process::sigprocmask(libc::SIG_SETMASK, !0).map_err(|e| e.to_string())?;
+/// A task that was a zombie: it dies at once the way it died, and stays a zombie until
+/// its (restored) parent reaps it.
+fn become_zombie(pid: i32, pgid: i32, status: u32) -> ! {
+    if pgid == pid {
+        let _ = process::setpgid(0, 0);
+    }
+    let signal = (status & 0x7f) as i32;
+    if signal != 0 {
+        process::die_by_signal(signal);
+    }
+    process::exit_now(((status >> 8) & 0xff) as i32)
+}
+
+/// Session and process group: a session leader starts its own session; a group leader
+/// its own group; anything else stays in its parent's (the dump refuses other cases).
+fn session(plan: &TaskPlan, root: bool, shell_job: bool) -> Result<(), String> {
     if plan.sid == plan.pid {
         process::setsid()
             .map_err(|e| format!("cannot make pid {} a session leader: {e}", plan.pid))?;
-    } else if !shell_job {
+    } else if root && !shell_job {
         return Err(format!(
             "pid {} was in session {} whose leader is not in the image; restore with --shell-job",
             plan.pid, plan.sid
@@ -60,7 +128,11 @@ fn setup(plan: &TaskPlan, shell_job: bool) -> Result<(), String> {
     } else if plan.pgid == plan.pid {
         process::setpgid(0, 0).map_err(|e| e.to_string())?;
     }
-    open_fds(plan)?;
+    Ok(())
+}
+
+fn setup(plan: &TaskPlan, floor: i32) -> Result<(), String> {
+    crate::fds::open_all(plan, floor)?;
     if plan.root != "/" {
         std::os::unix::fs::chroot(&plan.root).map_err(|e| format!("chroot {}: {e}", plan.root))?;
     }
@@ -79,11 +151,4 @@ fn setup(plan: &TaskPlan, shell_job: bool) -> Result<(), String> {
     }
     process::set_comm(&plan.tc.comm).map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// Rebuilds the descriptor table: every descriptor at its number, sharing open file
-/// descriptions as dumped (see [`crate::fds`]). Numbers from `high_fd + 2` up are free
-/// for parking (the pages image and the report socket sit just below).
-fn open_fds(plan: &TaskPlan) -> Result<(), String> {
-    crate::fds::open_all(plan, high_fd(plan) + 2)
 }

@@ -9,6 +9,7 @@
 //! x86 register conversions and the VMA status bits.
 #![forbid(unsafe_code)]
 
+mod cgroups;
 mod child;
 mod cpu_gate;
 mod fds;
@@ -19,14 +20,16 @@ mod preflight;
 mod rebuild;
 mod vma;
 
+use plan::{TaskNode, TreePlan};
+
 pub use hook::{RestoreHook, RestoreStage};
+pub use stasis_cgroup::{parse_cgroup_root, ManageMode};
 use stasis_images::{names, pb, ImageDir, ImageKind};
 use stasis_parasite::Tracee;
 use stasis_sys::process::{self, Forked};
 use stasis_sys::ptrace::{self, WaitStatus};
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,8 @@ pub enum RestoreError {
     #[error(transparent)]
     Image(#[from] stasis_images::ImageError),
     #[error(transparent)]
+    Cgroup(#[from] stasis_cgroup::CgroupError),
+    #[error(transparent)]
     Parasite(#[from] stasis_parasite::ParasiteError),
     #[error(transparent)]
     Sys(#[from] stasis_sys::SysError),
@@ -94,6 +99,11 @@ pub struct RestoreOptions {
     pub cpu_cap: Option<String>,
     /// Called at each [`RestoreStage`]; an error stops the restore (CRIU's action scripts).
     pub hook: RestoreHook,
+    /// `--manage-cgroups`: what is done with the cgroups of `cgroup.img` (soft by default).
+    pub manage_cgroups: ManageMode,
+    /// `--cgroup-root [CTRL:]PATH`: the recorded cgroups of a hierarchy (all, for `None`;
+    /// cgroup v2 for `Some("")`) go under a new path.
+    pub cgroup_root: Vec<(Option<String>, PathBuf)>,
 }
 
 /// How a restore ended.
@@ -113,22 +123,36 @@ pub enum RestoreOutcome {
 pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let dir = ImageDir::open(&opts.images_dir)?;
-    let plan = plan::read(&dir)?;
-    log::debug!("read the plan in {:?}", t0.elapsed());
-    preflight::check(&plan, &dir, opts.cpu_cap.as_deref())?;
-    fds::inet::check_options(&plan.objects, opts.tcp_established)?;
+    let tree = plan::read(&dir)?;
+    log::debug!(
+        "read the plan of {} processes in {:?}",
+        tree.tasks.len(),
+        t0.elapsed()
+    );
+    for task in &tree.tasks {
+        match task {
+            TaskNode::Alive(plan) => {
+                preflight::check(plan, &dir, opts.cpu_cap.as_deref())?;
+                fds::inet::check_options(&plan.objects, opts.tcp_established)?;
+            }
+            TaskNode::Zombie { pid, .. } if process::pid_in_use(*pid) => {
+                return Err(RestoreError::PidTaken { pid: *pid })
+            }
+            TaskNode::Zombie { .. } => {}
+        }
+    }
+    let cgroups = cgroups::Cgroups::check(&dir, opts, &tree)?;
     log::debug!("preflight passed at {:?}", t0.elapsed());
-
     if opts.check_only {
         return Ok(RestoreOutcome::CheckedOnly);
     }
-    let pages_path = dir.file_path(&plan.pages_name);
-    let pages = std::fs::File::open(&pages_path).map_err(|source| RestoreError::Io {
-        path: pages_path,
-        source,
-    })?;
-    let (ours, theirs) = UnixStream::pair().map_err(|source| RestoreError::Io {
-        path: "socketpair".into(),
+    let root = tree.root().pid();
+    // Orphans of a failed restore are reparented to stasis, which reaps them.
+    process::set_child_subreaper(true)?;
+    // Created before the fork; removed again if the restore fails (after its tasks).
+    let mut cgroups = cgroups.prepare()?;
+    let (mut reports, writer) = std::io::pipe().map_err(|source| RestoreError::Io {
+        path: "pipe".into(),
         source,
     })?;
     let flags = if opts.restore_sibling {
@@ -137,30 +161,39 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         0
     };
     let fork_at = Instant::now();
-    let pid = match process::fork_with_pid(&[plan.pid], flags) {
+    match process::fork_with_pid(&[root], flags) {
         Ok(Forked::Child) => {
-            drop(ours);
-            child::run(&plan, pages.as_raw_fd(), theirs.as_raw_fd(), opts.shell_job)
+            drop(reports);
+            child::run(
+                &tree,
+                0,
+                &opts.images_dir,
+                writer.as_raw_fd(),
+                opts.shell_job,
+            )
         }
-        Ok(Forked::Parent(pid)) => pid,
+        Ok(Forked::Parent(_)) => {}
         Err(e) if e.errno() == Some(libc::EEXIST) => {
-            return Err(RestoreError::PidTaken { pid: plan.pid })
+            return Err(RestoreError::PidTaken { pid: root })
         }
         Err(e) => return Err(e.into()),
-    };
-    drop(theirs);
+    }
+    drop(writer);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
-    match build(pid, &plan, ours, &pages, &opts.hook) {
-        Ok(()) => {}
-        Err(e) => {
-            let _ = process::kill(pid, libc::SIGKILL);
-            if own_child {
-                let _ = ptrace::waitpid(pid, 0);
-            }
-            return Err(e);
+    let built = wait_ready(&tree, &mut reports)
+        .and_then(|()| cgroups.enter_all())
+        .and_then(|()| build_all(&tree, &dir, &opts.hook, &mut cgroups));
+    if let Err(e) = built {
+        // Kill the half-built tree (killing a task releases it from ptrace) and reap it.
+        for t in &tree.tasks {
+            let _ = process::kill(t.pid(), libc::SIGKILL);
         }
+        reap_orphans(Duration::from_secs(2));
+        return Err(e);
     }
+    cgroups.keep();
+    let pages: u64 = tree.alive().map(|p| p.pages_bytes / 4096).sum();
     let stats = pb::StatsEntry {
         dump: None,
         restore: Some(pb::RestoreStatsEntry {
@@ -168,7 +201,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             pages_skipped_cow: 0,
             forking_time: forking_us,
             restore_time: t0.elapsed().as_micros() as u32,
-            pages_restored: Some(plan.pages_bytes / 4096),
+            pages_restored: Some(pages),
         }),
     };
     if let Err(e) = ImageDir::create(&opts.work_dir)
@@ -177,122 +210,161 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         log::warn!("cannot write {}: {e}", names::STATS_RESTORE);
     }
     if let Some(p) = &opts.pidfile {
-        std::fs::write(p, format!("{pid}\n")).map_err(|source| RestoreError::Io {
+        std::fs::write(p, format!("{root}\n")).map_err(|source| RestoreError::Io {
             path: p.clone(),
             source,
         })?;
     }
-    log::info!("restored pid {pid} in {:?}", t0.elapsed());
+    log::info!(
+        "restored pid {root} ({} processes) in {:?}",
+        tree.tasks.len(),
+        t0.elapsed()
+    );
     if opts.detached || !own_child {
-        return Ok(RestoreOutcome::Running { pid });
+        return Ok(RestoreOutcome::Running { pid: root });
     }
     loop {
-        match ptrace::waitpid(pid, 0)?.1 {
-            WaitStatus::Exited(code) => return Ok(RestoreOutcome::Exited { pid, code }),
-            WaitStatus::Signaled(signal) => return Ok(RestoreOutcome::Killed { pid, signal }),
+        match ptrace::waitpid(root, 0)?.1 {
+            WaitStatus::Exited(code) => return Ok(RestoreOutcome::Exited { pid: root, code }),
+            WaitStatus::Signaled(signal) => {
+                return Ok(RestoreOutcome::Killed { pid: root, signal })
+            }
             _ => continue,
         }
     }
 }
 
-/// Waits for the child's report, seizes it, and turns it into the dumped task.
-fn build(
-    pid: i32,
-    plan: &plan::TaskPlan,
-    mut report: UnixStream,
-    pages: &std::fs::File,
-    hook: &RestoreHook,
-) -> Result<()> {
-    report
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|source| RestoreError::Io {
-            path: "report socket".into(),
-            source,
-        })?;
-    let mut msg = Vec::new();
-    let mut byte = [0u8; 512];
-    loop {
-        match report.read(&mut byte) {
-            Ok(0) => break,
-            Ok(n) => {
-                msg.extend_from_slice(&byte[..n]);
-                if msg.first() == Some(&b'R') {
-                    break;
+/// Reaps whatever children stasis has, for a while: the tasks of a failed restore.
+fn reap_orphans(limit: Duration) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        match ptrace::waitpid(-1, libc::WNOHANG) {
+            Ok((0, _)) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Waits until every live task of the tree has reported `R` on the report pipe; the first
+/// `E` report (or the pipe closing first) fails the restore with its message.
+fn wait_ready(tree: &TreePlan, reports: &mut std::io::PipeReader) -> Result<()> {
+    let mut waiting: std::collections::HashSet<i32> = tree.alive().map(|p| p.pid).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !waiting.is_empty() {
+        if Instant::now() > deadline {
+            return Err(RestoreError::Child {
+                pid: tree.root().pid(),
+                what: format!("no report from pids {waiting:?} in 30 s"),
+            });
+        }
+        let n = reports
+            .read(&mut chunk)
+            .map_err(|source| RestoreError::Io {
+                path: "report pipe".into(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(RestoreError::Child {
+                pid: *waiting.iter().next().expect("one is waited for"),
+                what: "the restoring task died before it was ready".into(),
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let (pid, msg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            let pid: i32 = pid.parse().unwrap_or(0);
+            match msg.split_at(msg.len().min(1)) {
+                ("R", _) => {
+                    waiting.remove(&pid);
                 }
-            }
-            Err(e) => {
-                return Err(RestoreError::Child {
-                    pid,
-                    what: format!("no report from the restoring child: {e}"),
-                })
-            }
-        }
-    }
-    match msg.split_first() {
-        Some((b'R', _)) => {}
-        Some((b'E', text)) => {
-            return Err(RestoreError::Child {
-                pid,
-                what: String::from_utf8_lossy(text).into_owned(),
-            })
-        }
-        _ => {
-            return Err(RestoreError::Child {
-                pid,
-                what: "the restoring child died before it was ready".into(),
-            })
-        }
-    }
-    let hi = child::high_fd(plan);
-    let mut tracee = Tracee::seize(pid)?;
-    log::debug!("pid {pid}: its own setup is done; seized");
-
-    let result = rebuild::rebuild(&mut tracee, plan, hi, pages, &[hi + 1]);
-
-    match result {
-        Ok(threads) => {
-            for (r, lim) in plan
-                .tc
-                .rlimits
-                .iter()
-                .flat_map(|r| r.rlimits.iter())
-                .enumerate()
-            {
-                let l = process::Rlimit {
-                    cur: lim.cur,
-                    max: lim.max,
-                };
-                if let Err(e) = process::set_rlimit(pid, r as u32, l) {
+                (_, text) => {
                     return Err(RestoreError::Child {
                         pid,
-                        what: format!("resource limit {r} ({}/{}): {e}", lim.cur, lim.max),
-                    });
+                        what: text.to_string(),
+                    })
                 }
             }
-            let stage = RestoreStage::Restored { pid };
-            if let Err(what) = hook.call(stage) {
-                let _ = tracee.kill();
-                return Err(RestoreError::Stopped { stage, what });
-            }
-            // STASIS_RESTORE_STOPPED=1 leaves the task stopped for inspection (debugging).
-            let stopped =
-                plan.tc.task_state == 3 || std::env::var_os("STASIS_RESTORE_STOPPED").is_some();
-            fds::inet::repair_off(pid, plan)?;
-            // Every thread is ready: let them all go at once.
-            for t in threads {
-                t.release()?;
-            }
-            tracee.release()?;
-            if stopped {
-                process::kill(pid, plan.tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32))?;
-            }
-            Ok(())
-        }
-        Err(e) => {
-            let _ = tracee.kill();
-            Err(e)
         }
     }
+    Ok(())
+}
+
+/// Seizes and rebuilds every live task, then lets the whole tree run at once.
+fn build_all(
+    tree: &TreePlan,
+    dir: &ImageDir,
+    hook: &RestoreHook,
+    cgroups: &mut cgroups::Restoring,
+) -> Result<()> {
+    let hi = child::tree_high_fd(tree);
+    let mut held: Vec<(&plan::TaskPlan, Tracee, Vec<Tracee>)> = Vec::new();
+    for plan in tree.alive() {
+        let pid = plan.pid;
+        let mut tracee = Tracee::seize(pid)?;
+        log::debug!("pid {pid}: its own setup is done; seized");
+        let pages_path = dir.file_path(&plan.pages_name);
+        let pages = std::fs::File::open(&pages_path).map_err(|source| RestoreError::Io {
+            path: pages_path,
+            source,
+        })?;
+        let threads = match rebuild::rebuild(&mut tracee, plan, hi, &pages, &[hi + 1]) {
+            Ok(threads) => threads,
+            Err(e) => {
+                let _ = tracee.kill();
+                return Err(e);
+            }
+        };
+        for (r, lim) in plan
+            .tc
+            .rlimits
+            .iter()
+            .flat_map(|r| r.rlimits.iter())
+            .enumerate()
+        {
+            let l = process::Rlimit {
+                cur: lim.cur,
+                max: lim.max,
+            };
+            if let Err(e) = process::set_rlimit(pid, r as u32, l) {
+                return Err(RestoreError::Child {
+                    pid,
+                    what: format!("resource limit {r} ({}/{}): {e}", lim.cur, lim.max),
+                });
+            }
+        }
+        held.push((plan, tracee, threads));
+    }
+    // The limits, now that every task is in its cgroups and rebuilt, before any resumes.
+    cgroups.apply_properties()?;
+    for (plan, _, _) in &held {
+        let stage = RestoreStage::Restored { pid: plan.pid };
+        hook.call(stage)
+            .map_err(|what| RestoreError::Stopped { stage, what })?;
+    }
+    // STASIS_RESTORE_STOPPED=1 leaves the tasks stopped for inspection (debugging).
+    let debug_stop = std::env::var_os("STASIS_RESTORE_STOPPED").is_some();
+    for (plan, _, _) in &held {
+        fds::inet::repair_off(plan.pid, plan)?;
+    }
+    // Every task is ready: let them all go, children first.
+    for (plan, tracee, threads) in held.into_iter().rev() {
+        for t in threads {
+            t.release()?;
+        }
+        tracee.release()?;
+        if plan.tc.task_state == 3 || debug_stop {
+            process::kill(
+                plan.pid,
+                plan.tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `stasis check`: what this kernel and these privileges lack for checkpoint/restore.

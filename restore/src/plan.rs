@@ -26,6 +26,7 @@ pub struct ThreadPlan {
 #[derive(Clone, Debug)]
 pub struct TaskPlan {
     pub pid: i32,
+    pub ppid: i32,
     pub pgid: i32,
     pub sid: i32,
     pub thread_info: pb::ThreadInfoX86,
@@ -57,8 +58,63 @@ fn bad(file: &str, what: impl Into<String>) -> RestoreError {
     }
 }
 
+/// A process of the tree: alive (to rebuild) or a zombie (to recreate as one).
+#[derive(Clone, Debug)]
+pub enum TaskNode {
+    Alive(Box<TaskPlan>),
+    Zombie {
+        pid: i32,
+        ppid: i32,
+        pgid: i32,
+        exit_code: u32,
+    },
+}
+
+impl TaskNode {
+    pub fn pid(&self) -> i32 {
+        match self {
+            TaskNode::Alive(t) => t.pid,
+            TaskNode::Zombie { pid, .. } => *pid,
+        }
+    }
+
+    pub fn ppid(&self) -> i32 {
+        match self {
+            TaskNode::Alive(t) => t.ppid,
+            TaskNode::Zombie { ppid, .. } => *ppid,
+        }
+    }
+}
+
+/// The whole process tree, parents before children (pstree order).
+#[derive(Clone, Debug)]
+pub struct TreePlan {
+    pub tasks: Vec<TaskNode>,
+}
+
+impl TreePlan {
+    pub fn root(&self) -> &TaskNode {
+        &self.tasks[0]
+    }
+
+    pub fn alive(&self) -> impl Iterator<Item = &TaskPlan> {
+        self.tasks.iter().filter_map(|t| match t {
+            TaskNode::Alive(p) => Some(p.as_ref()),
+            TaskNode::Zombie { .. } => None,
+        })
+    }
+
+    /// Indexes of the children of the task at `index`, in pstree order.
+    pub fn children(&self, index: usize) -> Vec<usize> {
+        let pid = self.tasks[index].pid();
+        (0..self.tasks.len())
+            .filter(|&i| i != 0 && self.tasks[i].ppid() == pid)
+            .collect()
+    }
+}
+
 /// Reads and validates the image set in `dir`.
-pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
+pub fn read(dir: &ImageDir) -> Result<TreePlan> {
     let inv: pb::InventoryEntry = dir.read_one(ImageKind::INVENTORY, names::INVENTORY)?;
     if !matches!(inv.img_version, 1 | 2) {
         return Err(bad(
@@ -73,13 +129,50 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
         ));
     }
     let tree: Vec<pb::PstreeEntry> = dir.read(ImageKind::PSTREE, names::PSTREE)?;
-    let [task] = tree.as_slice() else {
-        return Err(RestoreError::Unsupported(format!(
-            "{} holds {} processes; only single-process images are supported yet",
-            names::PSTREE,
-            tree.len()
-        )));
-    };
+    if tree.is_empty() {
+        return Err(bad(names::PSTREE, "holds no process"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut tasks = Vec::with_capacity(tree.len());
+    for (i, e) in tree.iter().enumerate() {
+        if e.pid == 0 || e.pid > i32::MAX as u32 || !seen.insert(e.pid) {
+            return Err(bad(
+                names::PSTREE,
+                format!("entry {i}: invalid or repeated pid {}", e.pid),
+            ));
+        }
+        if i > 0 && !tree[..i].iter().any(|p| p.pid == e.ppid) {
+            return Err(bad(
+                names::PSTREE,
+                format!(
+                    "pid {}: its parent {} is not listed before it",
+                    e.pid, e.ppid
+                ),
+            ));
+        }
+        let core_name = names::core(e.pid);
+        let core: pb::CoreEntry = dir.read_one(ImageKind::CORE, &core_name)?;
+        let state = core.tc.as_ref().map(|tc| tc.task_state);
+        if state == Some(2) {
+            if i == 0 {
+                return Err(bad(&core_name, "the root of the tree is a zombie"));
+            }
+            let exit_code = core.tc.as_ref().map_or(0, |tc| tc.exit_code);
+            tasks.push(TaskNode::Zombie {
+                pid: e.pid as i32,
+                ppid: e.ppid as i32,
+                pgid: e.pgid as i32,
+                exit_code,
+            });
+        } else {
+            tasks.push(TaskNode::Alive(Box::new(read_task(dir, e)?)));
+        }
+    }
+    Ok(TreePlan { tasks })
+}
+
+/// Reads one live process.
+fn read_task(dir: &ImageDir, task: &pb::PstreeEntry) -> Result<TaskPlan> {
     let pid = task.pid as i32;
     if pid <= 0 || task.threads.first() != Some(&task.pid) {
         return Err(bad(
@@ -204,6 +297,7 @@ pub fn read(dir: &ImageDir) -> Result<TaskPlan> {
     }
     Ok(TaskPlan {
         pid,
+        ppid: task.ppid as i32,
         pgid: task.pgid as i32,
         sid: task.sid as i32,
         thread_info,

@@ -372,3 +372,13 @@ pub fn close_fd(fd: i32) {
     // SAFETY: closing a descriptor number the caller owns and no longer uses.
     unsafe { libc::close(fd) };
 }
+
+/// Dies by `signal` with its default action (a zombie recreated as killed by a signal).
+pub fn die_by_signal(signal: i32) -> ! {
+    let dfl = KernelSigaction::default();
+    let _ = set_raw_sigaction(signal, &dfl);
+    let _ = sigprocmask(libc::SIG_UNBLOCK, 1u64 << (signal - 1));
+    // SAFETY: raising a signal at ourselves has no memory-safety preconditions.
+    unsafe { libc::raise(signal) };
+    exit_now(128 + signal)
+}

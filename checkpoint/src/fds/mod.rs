@@ -28,8 +28,7 @@ pub fn dump_socket(
     f: &OpenFd<'_>,
     id: u32,
 ) -> Result<pb::FdTypes> {
-    let domain =
-        stasis_sys::unixsock::get_int_opt(f.local()?, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let domain = stasis_sys::unixsock::get_int_opt(f.local()?, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
     match domain {
         libc::AF_INET | libc::AF_INET6 => inet::dump(table, f, id),
         _ => unix::dump(table, f, id),

@@ -23,6 +23,9 @@ pub struct FileSettings {
     pub shell_job: bool,
     pub tcp_established: bool,
     pub timeout: Option<u32>,
+    pub freeze_cgroup: Option<PathBuf>,
+    pub manage_cgroups: Option<stasis_restore::ManageMode>,
+    pub cgroup_root: Vec<(Option<String>, PathBuf)>,
 }
 
 impl FileSettings {
@@ -38,6 +41,13 @@ impl FileSettings {
             shell_job: later.shell_job || self.shell_job,
             tcp_established: later.tcp_established || self.tcp_established,
             timeout: later.timeout.or(self.timeout),
+            freeze_cgroup: later.freeze_cgroup.or(self.freeze_cgroup),
+            manage_cgroups: later.manage_cgroups.or(self.manage_cgroups),
+            cgroup_root: if later.cgroup_root.is_empty() {
+                self.cgroup_root
+            } else {
+                later.cgroup_root
+            },
         }
     }
 }
@@ -106,6 +116,9 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
         shell_job: a.shell_job,
         tcp_established: a.tcp_established,
         timeout: a.timeout,
+        freeze_cgroup: a.freeze_cgroup,
+        manage_cgroups: a.manage_cgroups,
+        cgroup_root: a.cgroup_root,
     })
 }
 

@@ -45,6 +45,7 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         tcp_established: setup.tcp_established,
         timeout: setup.timeout,
         hook,
+        freeze_cgroup: setup.freeze_cgroup.clone(),
     };
     log::info!(
         "dumping pid {pid} into {} (leave_running {})",

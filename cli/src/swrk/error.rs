@@ -24,7 +24,7 @@ pub enum RpcError {
         fd: i32,
         why: String,
     },
-    #[error("not supported yet: {}{}", .fields.join(", "), if *.containers { " (containers: namespaces, mounts, cgroups and ttys are not supported yet)" } else { "" })]
+    #[error("not supported yet: {}{}", .fields.join(", "), if *.containers { " (containers: namespaces, mounts and ttys are not supported yet)" } else { "" })]
     Unsupported {
         fields: Vec<&'static str>,
         containers: bool,

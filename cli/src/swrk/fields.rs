@@ -6,7 +6,7 @@
 //! [`Support::Container`] to [`Support::Honoured`] and map them in `setup.rs`.
 
 use super::error::RpcError;
-use stasis_images::pb::rpc::{CriuCgMode, CriuOpts};
+use stasis_images::pb::rpc::CriuOpts;
 
 /// How stasis treats one field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,8 +92,8 @@ pub static FIELDS: &[Field] = &[
     f(21, "force_irmap", NOTIFY_FS, |o| yes(o.force_irmap)),
     f(22, "exec_cmd", Honoured, |o| !o.exec_cmd.is_empty()),
     f(23, "ext_mnt", Container, |o| !o.ext_mnt.is_empty()),
-    f(24, "manage_cgroups", Container, |o| yes(o.manage_cgroups)),
-    f(25, "cg_root", Container, |o| !o.cg_root.is_empty()),
+    f(24, "manage_cgroups", Honoured, |o| yes(o.manage_cgroups)),
+    f(25, "cg_root", Honoured, |o| !o.cg_root.is_empty()),
     f(26, "rst_sibling", Honoured, |o| yes(o.rst_sibling)),
     f(27, "inherit_fd", Engine, |o| !o.inherit_fd.is_empty()),
     f(28, "auto_ext_mnt", Container, |o| yes(o.auto_ext_mnt)),
@@ -102,8 +102,7 @@ pub static FIELDS: &[Field] = &[
     f(31, "skip_mnt", Container, |o| !o.skip_mnt.is_empty()),
     f(32, "enable_fs", Container, |o| !o.enable_fs.is_empty()),
     f(33, "unix_sk_ino", SOCKETS, |o| !o.unix_sk_ino.is_empty()),
-    // IGNORE is what stasis does: it neither dumps nor restores cgroups.
-    f(34, "manage_cgroups_mode", Container, |o| o.manage_cgroups_mode.is_some_and(|m| m != CriuCgMode::Ignore as i32)),
+    f(34, "manage_cgroups_mode", Honoured, |o| o.manage_cgroups_mode.is_some()),
     f(35, "ghost_limit", DELETED, |o| o.ghost_limit.is_some()),
     f(36, "irmap_scan_paths", NOTIFY_FS, |o| !o.irmap_scan_paths.is_empty()),
     f(37, "external", Container, |o| !o.external.is_empty()),
@@ -112,7 +111,7 @@ pub static FIELDS: &[Field] = &[
     f(41, "cgroup_props", Container, |o| o.cgroup_props.is_some()),
     f(42, "cgroup_props_file", Container, |o| o.cgroup_props_file.is_some()),
     f(43, "cgroup_dump_controller", Container, |o| !o.cgroup_dump_controller.is_empty()),
-    f(44, "freeze_cgroup", Container, |o| o.freeze_cgroup.is_some()),
+    f(44, "freeze_cgroup", Honoured, |o| o.freeze_cgroup.is_some()),
     f(45, "timeout", Honoured, |o| o.timeout.is_some()),
     f(46, "tcp_skip_in_flight", SOCKETS, |o| yes(o.tcp_skip_in_flight)),
     f(47, "weak_sysctls", Moot("no namespace sysctl is restored"), |o| yes(o.weak_sysctls)),
@@ -224,7 +223,7 @@ mod tests {
             tcp_established: Some(false),
             file_locks: Some(false),
             manage_cgroups: Some(false),
-            manage_cgroups_mode: Some(CriuCgMode::Ignore as i32),
+            manage_cgroups_mode: Some(stasis_images::pb::rpc::CriuCgMode::Ignore as i32),
             empty_ns: Some(0),
             lazy_pages: Some(false),
             orphan_pts_master: Some(false),
@@ -246,10 +245,7 @@ mod tests {
         let e = check(&o).unwrap_err();
         match &e {
             RpcError::Unsupported { fields, containers } => {
-                assert_eq!(
-                    fields,
-                    &["file_locks", "root", "manage_cgroups", "empty_ns"]
-                );
+                assert_eq!(fields, &["file_locks", "root", "empty_ns"]);
                 assert!(containers);
             }
             other => panic!("{other}"),

@@ -43,6 +43,8 @@ pub fn restore(
         tcp_established: setup.tcp_established,
         restore_sibling: setup.rst_sibling,
         hook,
+        manage_cgroups: setup.manage_cgroups,
+        cgroup_root: setup.cgroup_root.clone(),
         ..Default::default()
     };
     log::info!(

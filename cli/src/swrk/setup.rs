@@ -60,6 +60,12 @@ pub struct Setup {
     pub timeout: Duration,
     pub display_stats: bool,
     pub exec_cmd: Vec<String>,
+    /// `freeze_cgroup`: the freezer cgroup to freeze the tasks with at dump.
+    pub freeze_cgroup: Option<PathBuf>,
+    /// `manage_cgroups_mode` (or the legacy `manage_cgroups`): soft unless asked.
+    pub manage_cgroups: stasis_restore::ManageMode,
+    /// `cg_root`: per-hierarchy (or, without `ctrl`, global) new cgroup roots.
+    pub cgroup_root: Vec<(Option<String>, PathBuf)>,
     /// The log file, for `exec_cmd`'s stdout and stderr.
     pub log: Option<File>,
     _status: Option<OwnedFd>,
@@ -161,6 +167,30 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         )),
         display_stats: opts.display_stats == Some(true),
         exec_cmd: opts.exec_cmd.clone(),
+        freeze_cgroup: rpc_file
+            .freeze_cgroup
+            .or(opts.freeze_cgroup.as_ref().map(PathBuf::from))
+            .or(global.freeze_cgroup),
+        manage_cgroups: match (
+            rpc_file.manage_cgroups,
+            opts.manage_cgroups,
+            opts.manage_cgroups_mode,
+        ) {
+            (Some(m), _, _) => m,
+            (None, None, None) => global.manage_cgroups.unwrap_or_default(),
+            (None, legacy, mode) => stasis_restore::ManageMode::from_rpc(legacy, mode)
+                .map_err(|e| RpcError::BadRequest(e.to_string()))?,
+        },
+        cgroup_root: if !rpc_file.cgroup_root.is_empty() {
+            rpc_file.cgroup_root
+        } else if !opts.cg_root.is_empty() {
+            opts.cg_root
+                .iter()
+                .map(|r| (r.ctrl.clone(), PathBuf::from(&r.path)))
+                .collect()
+        } else {
+            global.cgroup_root
+        },
         log,
         _status: status,
         _pidfd_store: pidfd_store,

@@ -1,0 +1,120 @@
+//! A process tree: every process comes back with its PID, parent, process group and
+//! session, continues from its own counter, and a zombie child is still a zombie that its
+//! parent reaps with the status it died with.
+
+use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
+use std::collections::BTreeMap;
+
+/// name -> (counter, pid, ppid, pgid, sid) per tick, in log order.
+type Ticks = BTreeMap<String, Vec<(u64, i64, i64, i64, i64)>>;
+
+fn ticks(lines: &[String]) -> Ticks {
+    let mut out = Ticks::new();
+    for l in lines {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if let ["tick", name, n, "pid", pid, "ppid", ppid, "pgid", pgid, "sid", sid] = w.as_slice()
+        {
+            let num = |s: &str| s.parse::<i64>().expect("number");
+            out.entry(name.to_string()).or_default().push((
+                n.parse().expect("counter"),
+                num(pid),
+                num(ppid),
+                num(pgid),
+                num(sid),
+            ));
+        }
+    }
+    out
+}
+
+const NAMES: [&str; 5] = ["root", "child0", "child1", "child2", "grandchild"];
+
+#[test]
+fn a_tree_with_groups_a_grandchild_and_a_zombie_continues_with_every_pid_and_relation_intact() {
+    let dir = ScratchDir::new("tree");
+    let images = dir.subdir("images");
+    let w = Workload::start("tree", &dir.join("tree.log"), &[] as &[&str], dir.path());
+    let pid = w.pid();
+    w.wait_for("every process ticking", LINE_TIMEOUT, |lines| {
+        let t = ticks(lines);
+        NAMES
+            .iter()
+            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
+            .then_some(())
+    });
+    let zombie: i64 = w
+        .lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("zombie ").and_then(|z| z.parse().ok()))
+        .expect("the root logs its zombie");
+    assert_eq!(
+        proc::stat(zombie as i32).expect("zombie").state,
+        'Z',
+        "the child is a zombie before the dump"
+    );
+
+    dump(&images, pid, &[]).assert_success();
+    proc::wait_gone(pid, LINE_TIMEOUT).expect("the dumped root is gone");
+    // The killed children and the zombie were reparented to us (the subreaper): reap
+    // them all, so their PIDs are free for the restore.
+    for p in [zombie]
+        .into_iter()
+        .chain(ticks(&w.lines()).values().map(|v| v[0].1))
+    {
+        proc::wait_gone(p as i32, LINE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("pid {p} of the dumped tree: {e}"));
+    }
+
+    let set = crit_decode_all(&images);
+    let tree = set.pstree();
+    assert_eq!(
+        tree.len(),
+        6,
+        "pstree lists root, 3 children, grandchild and zombie: {tree:?}"
+    );
+    assert!(
+        tree.iter().any(|e| e.0 == zombie as u64),
+        "the zombie is in the image"
+    );
+
+    let before = w.lines();
+    let last = ticks(&before);
+    restore(&images, &[]).assert_success();
+    w.wait_for("every process ticked twice more", LINE_TIMEOUT, |lines| {
+        let t = ticks(&lines[before.len()..]);
+        NAMES
+            .iter()
+            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
+            .then_some(())
+    });
+    let after = ticks(&w.lines()[before.len()..]);
+    for name in NAMES {
+        let prev = *last[name].last().expect("ticked before");
+        let seq = &after[name];
+        let values: Vec<u64> = seq.iter().map(|s| s.0).collect();
+        let expected: Vec<u64> = (prev.0 + 1..prev.0 + 1 + values.len() as u64).collect();
+        assert_eq!(values, expected, "{name} continues from its own counter");
+        for s in seq {
+            assert_eq!(
+                (s.1, s.2, s.3, s.4),
+                (prev.1, prev.2, prev.3, prev.4),
+                "{name} keeps pid, ppid, pgid and sid"
+            );
+        }
+    }
+    assert_eq!(
+        proc::stat(zombie as i32)
+            .expect("zombie after restore")
+            .state,
+        'Z',
+        "the zombie is back as a zombie"
+    );
+    let at = w.lines().len();
+    w.signal(libc::SIGUSR1);
+    let (_, line) = w.wait_line_after(at, "reaped ", LINE_TIMEOUT);
+    assert_eq!(
+        line,
+        format!("reaped {zombie} status 7"),
+        "the parent reaps the zombie with its exit status"
+    );
+}
