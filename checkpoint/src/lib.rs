@@ -573,8 +573,13 @@ fn collect_one(
         let tc = (th.tid == pid).then(|| tc.clone());
         let tid = th.tid;
         let mut core = task::core_entry(th, tc);
+        let cg_set = Some(cgroups.set_of(tid)?);
         if let Some(thread_core) = core.thread_core.as_mut() {
-            thread_core.cg_set = Some(cgroups.set_of(tid)?);
+            thread_core.cg_set = cg_set;
+        }
+        // Also where CRIU 3.x (and its crit) look for the process's set.
+        if let Some(tc) = core.tc.as_mut() {
+            tc.cg_set = cg_set;
         }
         cores.push((tid, core));
     }

@@ -39,9 +39,10 @@ impl Cgroups {
         )?;
         let mut sets = Vec::new();
         for task in tree.alive() {
-            let set = task.thread_core.cg_set;
+            // CRIU 3.x images have it in the task core only.
+            let set = task.thread_core.cg_set.or(task.tc.cg_set);
             for t in &task.threads {
-                if t.thread_core.cg_set != set {
+                if t.thread_core.cg_set.is_some_and(|s| Some(s) != set) {
                     return Err(RestoreError::Unsupported(format!(
                         "thread {} of pid {} was in other cgroups (set {:?}) than its process (set {set:?}); threads in their own cgroups are not supported yet",
                         t.tid, task.pid, t.thread_core.cg_set
