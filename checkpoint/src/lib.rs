@@ -82,6 +82,11 @@ pub struct DumpOptions {
     pub hook: DumpHook,
     /// How long freezing may take (CRIU's `--timeout`).
     pub timeout: std::time::Duration,
+    /// Largest deleted-but-open file stored in the image (`--ghost-limit`; CRIU's 1 MiB
+    /// when unset).
+    pub ghost_limit: Option<u64>,
+    /// Dump file locks (`--file-locks`); without it a held lock refuses the dump.
+    pub file_locks: bool,
     /// `--freeze-cgroup`: freeze the tasks through this freezer cgroup (v1 or v2)
     /// before seizing them.
     pub freeze_cgroup: Option<PathBuf>,
@@ -404,6 +409,8 @@ fn collect_tree(
 ) -> Result<DumpReport> {
     let mut cgroups = cgroups::Cgroups::new()?;
     let mut files = files::FileTable::default();
+    files.ghost_limit = opts.ghost_limit;
+    files.file_locks = opts.file_locks;
     let mut tree = Vec::with_capacity(members.len());
     let mut report = DumpReport::default();
     let mut users: std::collections::HashMap<u32, Vec<i32>> = std::collections::HashMap::new();

@@ -20,6 +20,10 @@ pub struct Args {
     pub shell_job: bool,
     /// `--tcp-established`: checkpoint/restore established TCP connections.
     pub tcp_established: bool,
+    /// `--ghost-limit SIZE`: largest deleted-but-open file stored in the image.
+    pub ghost_limit: Option<u64>,
+    /// `--file-locks`: dump the file locks the tree holds.
+    pub file_locks: bool,
     pub timeout: Option<u32>,
     pub restore_sibling: bool,
     pub feature: Option<String>,
@@ -71,7 +75,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--inherit-fd",
     "--join-ns",
     "--root",
-    "--ghost-limit",
     "--action-script",
     "--veth-pair",
     "--network-lock",
@@ -79,7 +82,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
 ];
 const UNSUPPORTED_FLAGS: &[&str] = &[
     "--ext-unix-sk",
-    "--file-locks",
     "--link-remap",
     "--evasive-devices",
     "--auto-dedup",
@@ -94,6 +96,22 @@ fn parse_num<T: std::str::FromStr>(opt: &str, v: &str, what: &'static str) -> Re
         opt: opt.to_string(),
         value: v.to_string(),
         what,
+    })
+}
+
+/// A size as CRIU's `parse_size` reads it: a number with an optional K, M or G suffix.
+fn parse_size(opt: &str, v: &str) -> Result<u64, ArgError> {
+    let (digits, shift) = match v.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&v[..i], 10),
+        Some((i, 'm' | 'M')) => (&v[..i], 20),
+        Some((i, 'g' | 'G')) => (&v[..i], 30),
+        _ => (v, 0),
+    };
+    let n: u64 = parse_num(opt, digits, "size (a number with an optional K, M or G)")?;
+    n.checked_mul(1 << shift).ok_or_else(|| ArgError::Invalid {
+        opt: opt.to_string(),
+        value: v.to_string(),
+        what: "size that fits in 64 bits",
     })
 }
 
@@ -194,6 +212,8 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
             "-R" | "--leave-running" => a.leave_running = true,
             "-j" | "--shell-job" => a.shell_job = true,
             "--tcp-established" => a.tcp_established = true,
+            "--file-locks" => a.file_locks = true,
+            "--ghost-limit" => a.ghost_limit = Some(parse_size(&name, &value(&mut it)?)?),
             "--restore-sibling" => a.restore_sibling = true,
             "-V" | "--version" => a.version = true,
             "-h" | "--help" => a.help = true,
@@ -214,6 +234,22 @@ mod tests {
 
     fn p(s: &str) -> Result<Args, ArgError> {
         parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn ghost_limit_takes_criu_size_suffixes_and_file_locks_is_a_flag() {
+        assert_eq!(p("dump --ghost-limit 4K").unwrap().ghost_limit, Some(4096));
+        assert_eq!(
+            p("dump --ghost-limit=2M").unwrap().ghost_limit,
+            Some(2 << 20)
+        );
+        assert_eq!(
+            p("dump --ghost-limit 1g").unwrap().ghost_limit,
+            Some(1 << 30)
+        );
+        assert_eq!(p("dump --ghost-limit 512").unwrap().ghost_limit, Some(512));
+        assert!(p("dump --ghost-limit 4X").is_err());
+        assert!(p("dump --file-locks").unwrap().file_locks);
     }
 
     #[test]

@@ -122,6 +122,8 @@ fn dump(args: &Args) -> Result<ExitCode> {
         hook: Default::default(),
         timeout: std::time::Duration::from_secs(u64::from(args.timeout.unwrap_or(10))),
         freeze_cgroup: args.freeze_cgroup.clone(),
+        ghost_limit: args.ghost_limit,
+        file_locks: args.file_locks,
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;

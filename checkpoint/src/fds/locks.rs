@@ -29,7 +29,11 @@ pub fn collect(table: &mut FileTable, f: &OpenFd<'_>, _id: u32) -> Result<()> {
             "POSIX" => FL_POSIX,
             "FLOCK" => FL_FLOCK,
             "OFDLCK" => FL_OFDLCK,
-            other => return Err(f.unsupported(format!("holds a {other} (lease or delegation); not supported"))),
+            other => {
+                return Err(f.unsupported(format!(
+                    "holds a {other} (lease or delegation); not supported"
+                )))
+            }
         };
         if mode != "ADVISORY" {
             return Err(f.unsupported(format!("holds a {mode} {kind} lock; not supported")));
@@ -53,7 +57,14 @@ pub fn collect(table: &mut FileTable, f: &OpenFd<'_>, _id: u32) -> Result<()> {
         // A POSIX lock belongs to its process, not to one descriptor: the kernel shows it
         // on the descriptor it was taken through; OFD and flock locks belong to the open
         // file description.
-        let key = (flag, ltype, pid.to_string(), dev_ino.to_string(), start, len);
+        let key = (
+            flag,
+            ltype,
+            pid.to_string(),
+            dev_ino.to_string(),
+            start,
+            len,
+        );
         if !table.side.locks_seen.insert(key) {
             continue;
         }

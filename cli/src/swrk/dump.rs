@@ -43,6 +43,8 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         leave_running: setup.leave_running,
         shell_job: setup.shell_job,
         tcp_established: setup.tcp_established,
+        ghost_limit: None,
+        file_locks: false,
         timeout: setup.timeout,
         hook,
         freeze_cgroup: setup.freeze_cgroup.clone(),

@@ -21,6 +21,7 @@ mod epoll;
 mod ghost;
 pub mod inet;
 mod inotify;
+mod locks;
 mod memfd;
 mod pipe;
 mod reg;
@@ -65,6 +66,8 @@ pub struct Objects {
     pub ghosts: ghost::Ghosts,
     /// memfd inodes (`memfd.img`) with their contents, by inode id.
     pub memfds: HashMap<u32, memfd::Inode>,
+    /// File locks (`filelocks.img`) of every task.
+    pub locks: Vec<pb::FileLockEntry>,
 }
 
 fn bad(file: &str, what: impl Into<String>) -> RestoreError {
@@ -115,6 +118,7 @@ impl Objects {
         let entries = &objs.entries;
         objs.ghosts = ghost::read(dir, |id| entries.get(&id).is_some_and(|e| e.reg.is_some()))?;
         objs.memfds = memfd::read(dir)?;
+        objs.locks = locks::read(dir)?;
         for e in objs.entries.values().filter_map(|e| e.memfd.as_ref()) {
             if !objs.memfds.contains_key(&e.inode_id) {
                 return Err(bad(
@@ -361,21 +365,38 @@ impl Made {
     }
 }
 
-/// Sets the open flags F_SETFL can change and the O_ASYNC owner of `fd`.
-pub fn set_params(fd: BorrowedFd<'_>, flags: u32, fown: &pb::FownEntry) -> ChildResult<()> {
+/// Sets the open flags F_SETFL can change. The O_ASYNC owner is set by [`install`], once
+/// the owning process exists.
+pub fn set_params(fd: BorrowedFd<'_>, flags: u32, _fown: &pb::FownEntry) -> ChildResult<()> {
     let settable =
         libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
-    stasis_sys::fdops::set_status_flags(fd, flags as i32 & settable).map_err(|e| e.to_string())?;
-    if fown.pid != 0 {
-        stasis_sys::fdops::set_owner(
-            fd,
-            fown.pid_type as i32,
-            fown.pid as i32,
-            fown.signum as i32,
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    stasis_sys::fdops::set_status_flags(fd, flags as i32 & settable).map_err(|e| e.to_string())
+}
+
+/// The O_ASYNC owner an entry records, if any.
+fn owner_of(e: &pb::FileEntry) -> Option<&pb::FownEntry> {
+    let fown = if let Some(p) = &e.reg {
+        &p.fown
+    } else if let Some(p) = &e.pipe {
+        &p.fown
+    } else if let Some(p) = &e.usk {
+        &p.fown
+    } else if let Some(p) = &e.efd {
+        &p.fown
+    } else if let Some(p) = &e.sgfd {
+        &p.fown
+    } else if let Some(p) = &e.tfd {
+        &p.fown
+    } else if let Some(p) = &e.epfd {
+        &p.fown
+    } else if let Some(p) = &e.ify {
+        &p.fown
+    } else if let Some(p) = &e.memfd {
+        &p.fown
+    } else {
+        return None;
+    };
+    (fown.pid != 0).then_some(fown)
 }
 
 /// Rebuilds the descriptor table of `plan` in the calling (child) process. Descriptors
@@ -447,6 +468,23 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
         stasis_sys::process::dup3(src.as_raw_fd(), f.fd, cloexec)
             .map_err(|e| format!("fd {}: {e}", f.fd))?;
     }
+    // O_ASYNC owners: the owning process may be this one, which exists only now.
+    let mut owned = HashSet::new();
+    for f in &plan.fds {
+        let Some(fown) = objs.get(f.file_id).and_then(owner_of) else {
+            continue;
+        };
+        if owned.insert(f.file_id) {
+            let fd = made.get(f.file_id).expect("created above");
+            stasis_sys::fdops::set_owner(
+                fd,
+                fown.pid_type as i32,
+                fown.pid as i32,
+                fown.signum as i32,
+            )
+            .map_err(|e| format!("fd {}: O_ASYNC owner {}: {e}", f.fd, fown.pid))?;
+        }
+    }
     // Timers last, as late as the child can: they start counting when armed.
     let mut armed = HashSet::new();
     for f in &plan.fds {
@@ -467,6 +505,16 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
         if let Some(p) = objs.get(f.file_id).and_then(|e| e.epfd.as_ref()) {
             epoll::register(f.fd, p)?;
         }
+    }
+    // Locks last: they need the final numbers, and the task is their owner.
+    for l in objs.locks.iter().filter(|l| l.pid == plan.pid) {
+        if !plan.fds.iter().any(|f| f.fd == l.fd) {
+            return Err(format!(
+                "a file lock on fd {}, which the task does not hold",
+                l.fd
+            ));
+        }
+        locks::take(l)?;
     }
     Ok(())
 }

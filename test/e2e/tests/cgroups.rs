@@ -543,3 +543,64 @@ fn freeze_cgroup_that_does_not_hold_the_task_is_refused_by_path_and_leaves_it_ru
     assert!(out.stderr.contains(fz.to_str().unwrap()), "{out}");
     assert_running(&w, &fz.join("freezer.state"), "THAWED");
 }
+
+#[test]
+fn a_restore_that_fails_after_creating_cgroups_removes_exactly_those_and_leaves_no_process() {
+    use stasis_images::{names, pb, ImageDir, ImageKind};
+    let dir = ScratchDir::new("cgroups-rollback");
+    let images = dir.subdir("images");
+    let mut cg = TestCgroups::new("rollback");
+    let cpu = cg.create("cpu", &[("cpu.cfs_quota_us", "40000")]);
+    let pids = cg.create("pids", &[("pids.max", "50")]);
+    let w = Workload::start(
+        "counter",
+        &dir.join("counter.log"),
+        &["4", "11"],
+        dir.path(),
+    );
+    let pid = w.pid();
+    move_in(&cpu, pid);
+    move_in(&pids, pid);
+    w.wait_ticks_after(0, 3, LINE_TIMEOUT);
+    dump(&images, pid, &[]).assert_success();
+    w.assert_gone(Duration::from_secs(10));
+
+    // The pids cgroup is gone (stasis will create it); the cpu one is the runtime's. The
+    // recorded pids.max is one the kernel refuses: the restore fails once the task is in
+    // its cgroups and rebuilt, as the limits are written.
+    rmdir_patiently(&pids).unwrap();
+    let img = ImageDir::open(&images).unwrap();
+    let mut entry: pb::CgroupEntry = img.read_one(ImageKind::CGROUP, names::CGROUP).unwrap();
+    let prop = entry
+        .controllers
+        .iter_mut()
+        .filter(|c| c.cnames == ["pids"])
+        .flat_map(|c| c.dirs.iter_mut())
+        .flat_map(|d| d.properties.iter_mut())
+        .find(|p| p.name == "pids.max")
+        .expect("pids.max recorded");
+    prop.value = "not-a-number".into();
+    img.write_one(ImageKind::CGROUP, names::CGROUP, &entry)
+        .unwrap();
+
+    let out = restore(&images, &[]);
+    out.assert_clean_failure();
+    assert!(out.stderr.contains("pids.max"), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!w.is_alive(), "the failed restore left pid {pid} behind");
+    assert!(
+        !pids.exists(),
+        "the pids cgroup stasis created was not removed"
+    );
+    assert!(cpu.exists(), "the runtime's cpu cgroup was removed");
+    assert_eq!(
+        read(&cpu.join("cpu.cfs_quota_us")),
+        "40000",
+        "the runtime's cgroup was written to"
+    );
+    assert_eq!(
+        read(&cpu.join("cgroup.procs")),
+        "",
+        "a task was left in the runtime's cgroup"
+    );
+}

@@ -102,3 +102,28 @@ fn deleted_files_are_still_readable_at_their_offsets_after_restore_and_stay_dele
         "first tick after restore"
     );
 }
+
+#[test]
+fn a_deleted_file_above_ghost_limit_is_refused_and_the_process_left_running() {
+    let dir = ScratchDir::new("ghost-limit");
+    let data = dir.subdir("data");
+    let w = Workload::start("ghost", &dir.join("ghost.log"), &[&data], dir.path());
+    let pid = w.pid();
+    w.wait_ticks_after(0, 3, LINE_TIMEOUT);
+    // The small file takes one 4 KiB block, the sparse one more than that.
+    let out = dump(&dir.subdir("images"), pid, &["--ghost-limit", "4K"]);
+    out.assert_clean_failure();
+    assert!(
+        out.stderr.contains("--ghost-limit") && out.stderr.contains("/big"),
+        "the refusal should name the file and --ghost-limit:\n{out}"
+    );
+    assert!(
+        w.is_alive(),
+        "the refused dump left the process {}",
+        w.how_it_ended()
+    );
+    assert_eq!(stasis_e2e::proc::tracer_pid(pid), Some(0), "left traced");
+    let n = w.lines().len();
+    w.wait_ticks_after(n, 3, LINE_TIMEOUT);
+    assert_no_fail(&w.lines());
+}
