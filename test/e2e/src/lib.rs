@@ -11,6 +11,7 @@
 //! Every wait is bounded; every workload is killed and reaped by a guard when
 //! a test ends, passing or not.
 
+pub mod cgroups;
 pub mod counter;
 pub mod cr;
 pub mod images;

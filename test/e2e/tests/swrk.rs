@@ -426,3 +426,88 @@ fn exec_cmd_runs_after_a_successful_restore_with_its_output_in_the_log() {
     );
     assert!(w.is_alive());
 }
+
+/// runc's cgroup fields: `freeze_cgroup` at DUMP, then RESTORE with `manage_cgroups` +
+/// `manage_cgroups_mode` and one `cg_root` per hierarchy naming the new container's
+/// cgroup, which runc has already made (with its own limits) in one hierarchy and not
+/// in the other (see docs/cgroups.md).
+#[test]
+fn runc_s_cgroup_fields_freeze_at_dump_and_restore_into_the_new_container_cgroups() {
+    use stasis_e2e::cgroups::{cgroup_of, move_in, read, TestCgroups};
+    use stasis_images::pb::rpc::{CgroupRoot, CriuCgMode};
+    let dir = ScratchDir::new("swrk-cgroups");
+    let dirs = Dirs::open(&dir);
+    let mut cg = TestCgroups::new("rpc");
+    let freezer = cg.create("freezer", &[]);
+    let pids = cg.create("pids", &[("pids.max", "42")]);
+    let w = Workload::start(
+        "counter",
+        &dir.join("counter.log"),
+        &["4", "21"],
+        dir.path(),
+    );
+    let pid = w.pid();
+    move_in(&freezer, pid);
+    move_in(&pids, pid);
+    w.wait_ticks_after(0, 3, LINE_TIMEOUT);
+
+    let s = Swrk::start();
+    let opts = CriuOpts {
+        freeze_cgroup: Some(freezer.to_string_lossy().into_owned()),
+        manage_cgroups: Some(true),
+        notify_scripts: Some(false),
+        ..dump_opts(&dirs, pid)
+    };
+    s.send(&request(CriuReqType::Dump, Some(opts)));
+    let r = s.recv();
+    assert!(
+        r.success,
+        "DUMP failed: {r:?}\n{}",
+        log_tail(&dir, "dump.log")
+    );
+    assert_eq!(s.exit_code(), Some(0));
+    w.assert_gone(Duration::from_secs(10));
+    let at_dump = w.lines();
+
+    // The new container's cgroups: runc made the pids one with its own limit.
+    let new = format!("{}-new", cg.name);
+    let new_pids = cg.track("pids", &new);
+    let new_freezer = cg.track("freezer", &new);
+    std::fs::create_dir(&new_pids).unwrap();
+    std::fs::write(new_pids.join("pids.max"), "99").unwrap();
+    let s = Swrk::start();
+    let opts = CriuOpts {
+        manage_cgroups: Some(true),
+        manage_cgroups_mode: Some(CriuCgMode::Soft as i32),
+        cg_root: ["pids", "freezer"]
+            .iter()
+            .map(|c| CgroupRoot {
+                ctrl: Some(c.to_string()),
+                path: format!("/{new}"),
+            })
+            .collect(),
+        notify_scripts: Some(false),
+        ..restore_opts(&dirs)
+    };
+    s.send(&request(CriuReqType::Restore, Some(opts)));
+    let r = s.recv();
+    assert!(
+        r.success,
+        "RESTORE failed: {r:?}\n{}",
+        log_tail(&dir, "restore.log")
+    );
+    assert_eq!(s.exit_code(), Some(0));
+    assert_eq!(cgroup_of(pid, "pids"), format!("/{new}"));
+    assert_eq!(cgroup_of(pid, "freezer"), format!("/{new}"));
+    assert!(
+        new_freezer.is_dir(),
+        "soft creates the missing freezer cgroup"
+    );
+    assert_eq!(
+        read(&new_pids.join("pids.max")),
+        "99",
+        "soft never writes into the cgroup runc made"
+    );
+    w.wait_ticks_after(at_dump.len(), 3, LINE_TIMEOUT);
+    assert_ticks_continuous(&w.lines());
+}
