@@ -100,6 +100,13 @@ impl Hierarchies {
         Hierarchies::parse(&text, file)
     }
 
+    /// The hierarchies mounted in the mount namespace of task `pid`.
+    pub fn of_task(pid: i32) -> Result<Hierarchies> {
+        let file = format!("/proc/{pid}/mountinfo");
+        let text = std::fs::read_to_string(&file).map_err(crate::error::io("read", &file))?;
+        Hierarchies::parse(&text, &file)
+    }
+
     /// Every cgroup mount.
     pub fn mounts(&self) -> &[Mount] {
         &self.mounts
@@ -364,6 +371,17 @@ mod tests {
             "{e}"
         );
         assert!(parse_membership("garbage\n", "f").is_err());
+    }
+
+    #[test]
+    fn a_task_s_mount_namespace_is_read_like_stasis_s_own() {
+        let me = std::process::id() as i32;
+        assert_eq!(
+            Hierarchies::of_task(me).unwrap(),
+            Hierarchies::of_self().unwrap()
+        );
+        let e = Hierarchies::of_task(i32::MAX).unwrap_err().to_string();
+        assert!(e.contains(&format!("/proc/{}/mountinfo", i32::MAX)), "{e}");
     }
 
     #[test]
