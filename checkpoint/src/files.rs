@@ -84,12 +84,11 @@ impl FileTable {
         self.next_id
     }
 
-    /// Whether each process can reopen object `id` on its own at restore (a path-backed
-    /// regular file or device) instead of sharing one object created once.
-    pub fn is_reopenable(&self, id: u32) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.id == id && e.r#type == pb::FdTypes::Reg as i32)
+    /// Whether object `id` can be shared by several processes at restore: every object
+    /// is created once and inherited, but an epoll instance's registrations are keyed by
+    /// one process's descriptor numbers.
+    pub fn is_shareable(&self, id: u32) -> bool {
+        self.entries.iter().any(|e| e.id == id && e.epfd.is_none())
     }
 
     /// Adds a finished entry to `files.img`.

@@ -466,16 +466,19 @@ fn collect_tree(
             }
         }
     }
-    // A pipe, socket or other object held by two processes would be two objects after
-    // restore (each process rebuilds its own table): refuse it rather than split it.
+    // Objects shared between processes are created once at restore and inherited; an
+    // epoll instance is the exception (its registrations belong to one fd table).
     for (id, pids) in &users {
         let mut distinct = pids.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        if distinct.len() > 1 && !files.is_reopenable(*id) {
+        if distinct.len() > 1 && !files.is_shareable(*id) {
             return Err(DumpError::Unsupported {
                 pid: distinct[0],
-                what: format!("shares file object {id} with processes {:?}; objects shared between processes are not supported yet", &distinct[1..]),
+                what: format!(
+                    "shares epoll instance {id} with processes {:?}; not supported yet",
+                    &distinct[1..]
+                ),
             });
         }
     }

@@ -3,6 +3,7 @@
 //! actions and name. It runs in a copy of stasis (single-threaded), keeps every signal
 //! blocked, reports success or the first error over `report_fd`, then waits in `pause()`.
 
+use crate::fds::Made;
 use crate::plan::{TaskNode, TaskPlan, TreePlan};
 use stasis_sys::process;
 use stasis_sys::process::Forked;
@@ -34,19 +35,32 @@ fn report(fd: i32, pid: i32, msg: &str) {
 /// returns. It recreates its session and group, forks its own children (zombies exit at
 /// once), rebuilds its descriptors and the rest of its own state, reports `R`, and
 /// waits to be seized.
-pub fn run(tree: &TreePlan, index: usize, images: &Path, report_fd: i32, shell_job: bool) -> ! {
+pub fn run(
+    tree: &TreePlan,
+    index: usize,
+    images: &Path,
+    report_fd: i32,
+    shell_job: bool,
+    made: Made,
+) -> ! {
     let hi = tree_high_fd(tree);
     let report_at = hi + 1;
     let pid = tree.tasks[index].pid();
-    // Park the report pipe far above everything, close the rest, then put it in place.
-    match process::dup_at_least(report_fd, hi + 64) {
-        Ok(tmp)
-            if process::close_all_except(&[tmp]).is_ok()
-                && process::dup3(tmp, report_at, 0).is_ok() =>
-        {
+    // Park the report pipe far above everything, close the rest (but the tree's parked
+    // file objects), then put it in place.
+    let mut keep = made.raw_fds();
+    let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
+    match process::dup_at_least(report_fd, top + 1) {
+        Ok(tmp) => {
+            keep.push(tmp);
+            if process::close_all_except(&keep).is_err()
+                || process::dup3(tmp, report_at, 0).is_err()
+            {
+                process::exit_now(3);
+            }
             process::close_fd(tmp)
         }
-        _ => process::exit_now(3),
+        Err(_) => process::exit_now(3),
     }
     let fail = |msg: String| -> ! {
         report(report_at, pid, &format!("E{msg}"));
@@ -71,7 +85,7 @@ pub fn run(tree: &TreePlan, index: usize, images: &Path, report_fd: i32, shell_j
                     exit_code,
                     ..
                 } => become_zombie(*pid, *pgid, *exit_code),
-                TaskNode::Alive(_) => run(tree, child, images, report_at, shell_job),
+                TaskNode::Alive(_) => run(tree, child, images, report_at, shell_job, made),
             },
             Ok(Forked::Parent(_)) => {}
             Err(e) => fail(format!("forking child pid {}: {e}", node.pid())),
@@ -92,7 +106,7 @@ pub fn run(tree: &TreePlan, index: usize, images: &Path, report_fd: i32, shell_j
     if let Err(msg) = opened {
         fail(msg)
     }
-    match setup(plan, hi + 2) {
+    match setup(plan, made) {
         Ok(()) => {
             report(report_at, pid, "R");
             process::pause_forever()
@@ -131,8 +145,8 @@ fn session(plan: &TaskPlan, root: bool, shell_job: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn setup(plan: &TaskPlan, floor: i32) -> Result<(), String> {
-    crate::fds::open_all(plan, floor)?;
+fn setup(plan: &TaskPlan, made: Made) -> Result<(), String> {
+    crate::fds::install(plan, made)?;
     if plan.root != "/" {
         std::os::unix::fs::chroot(&plan.root).map_err(|e| format!("chroot {}: {e}", plan.root))?;
     }

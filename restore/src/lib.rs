@@ -147,7 +147,19 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         return Ok(RestoreOutcome::CheckedOnly);
     }
     let root = tree.root().pid();
+    // Every file object of the tree, created once and parked above every image fd number,
+    // so that the processes that share one inherit it (see `fds::create_all`).
+    let TaskNode::Alive(root_plan) = tree.root() else {
+        return Err(RestoreError::BadImage {
+            file: names::PSTREE.into(),
+            what: "the root is a zombie".into(),
+        });
+    };
+    let all_fds: Vec<plan::FdPlan> = tree.alive().flat_map(|p| p.fds.iter().cloned()).collect();
+    let made = fds::create_all(&root_plan.objects, &all_fds, child::tree_high_fd(&tree) + 2)
+        .map_err(|what| RestoreError::Child { pid: root, what })?;
     // Orphans of a failed restore are reparented to stasis, which reaps them.
+
     process::set_child_subreaper(true)?;
     // Created before the fork; removed again if the restore fails (after its tasks).
     let mut cgroups = cgroups.prepare()?;
@@ -170,6 +182,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 &opts.images_dir,
                 writer.as_raw_fd(),
                 opts.shell_job,
+                made,
             )
         }
         Ok(Forked::Parent(_)) => {}
@@ -179,6 +192,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         Err(e) => return Err(e.into()),
     }
     drop(writer);
+    // The parked objects live on in the tree; stasis's copies go.
+    drop(made);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
     let built = wait_ready(&tree, &mut reports)

@@ -89,7 +89,13 @@ fn runc_restore_is_refused_naming_inherited_fds_too_but_not_its_cgroup_fields() 
         RpcError::Unsupported { fields, .. } => assert_eq!(
             fields,
             // manage_cgroups and cg_root are honoured (docs/cgroups.md).
-            ["root", "ext_mnt", "inherit_fd", "empty_ns", "orphan_pts_master"]
+            [
+                "root",
+                "ext_mnt",
+                "inherit_fd",
+                "empty_ns",
+                "orphan_pts_master"
+            ]
         ),
         e => panic!("{e}"),
     }

@@ -363,6 +363,12 @@ impl Made {
     pub fn has(&self, id: u32) -> bool {
         self.fds.contains_key(&id)
     }
+
+    /// The descriptor numbers of every parked object (kept open across the child's
+    /// clean-up of stasis's own descriptors).
+    pub fn raw_fds(&self) -> Vec<i32> {
+        self.fds.values().map(|f| f.as_raw_fd()).collect()
+    }
 }
 
 /// Sets the open flags F_SETFL can change. The O_ASYNC owner is set by [`install`], once
@@ -399,21 +405,23 @@ fn owner_of(e: &pb::FileEntry) -> Option<&pb::FownEntry> {
     (fown.pid != 0).then_some(fown)
 }
 
-/// Rebuilds the descriptor table of `plan` in the calling (child) process. Descriptors
-/// numbered `floor` and above are free for parking.
-pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
-    let objs = &plan.objects;
+/// Creates every open file description that `fds` refer to, once each, parked at
+/// `floor` and above. For a process tree stasis runs this before the first fork with the
+/// descriptors of every process, so that an object two processes share (a pipe between
+/// them, say) is one object, inherited by both.
+pub fn create_all(objs: &Objects, fds: &[FdPlan], floor: i32) -> ChildResult<Made> {
     let mut made = Made {
         floor,
         fds: HashMap::new(),
         fifo_filled: HashSet::new(),
     };
-    unix::open_all(objs, &plan.fds, &mut made)?;
-    inet::open_all(objs, &plan.fds, &mut made)?;
+    let plan_fds = fds;
+    unix::open_all(objs, plan_fds, &mut made)?;
+    inet::open_all(objs, plan_fds, &mut made)?;
     // Ghost files exist only while their descriptors are opened.
     let mut ghosts = ghost::Created::default();
     let mut memfds = memfd::Created::default();
-    for f in &plan.fds {
+    for f in plan_fds {
         if made.has(f.file_id) {
             continue;
         }
@@ -432,7 +440,7 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
             };
             made.put(f.file_id, fd).map_err(what)?;
         } else if let Some(p) = &e.pipe {
-            pipe::open_pipe(objs, &plan.fds, p, &mut made).map_err(what)?;
+            pipe::open_pipe(objs, plan_fds, p, &mut made).map_err(what)?;
         } else if let Some(p) = &e.fifo {
             pipe::open_fifo(objs, p, &mut made).map_err(what)?;
         } else if let Some(p) = &e.efd {
@@ -460,6 +468,14 @@ pub fn open_all(plan: &TaskPlan, floor: i32) -> ChildResult<()> {
     drop(ghosts);
     memfd::seal_all(&memfds)?;
     drop(memfds);
+    Ok(made)
+}
+
+/// Puts `plan`'s descriptors in place from the parked objects, arms its timers and
+/// registers its epoll targets; the parked copies (every object of the tree, for a tree)
+/// are closed.
+pub fn install(plan: &TaskPlan, made: Made) -> ChildResult<()> {
+    let objs = &plan.objects;
     for f in &plan.fds {
         let src = made
             .get(f.file_id)

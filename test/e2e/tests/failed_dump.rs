@@ -194,6 +194,6 @@ fn dump_refuses_a_process_holding_a_perf_event_and_leaves_it_running() {
 }
 
 #[test]
-fn dump_refuses_a_process_holding_a_tcp_socket_and_leaves_it_running() {
+fn dump_refuses_a_process_holding_a_netlink_socket_and_leaves_it_running() {
     dump_refuses("socket", "socket");
 }

@@ -14,6 +14,7 @@
 #include <linux/perf_event.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -48,11 +49,10 @@ int main(int argc, char **argv)
 		if (fds[0] < 0)
 			die("perf_event_open");
 	} else if (!strcmp(kind, "socket")) {
-		struct sockaddr_in a = { .sin_family = AF_INET,
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&a, sizeof a) || listen(fds[0], 1))
-			die("TCP socket");
+		/* A netlink socket: TCP, UDP and unix sockets are supported now. */
+		fds[0] = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+		if (fds[0] < 0)
+			die("netlink socket");
 	} else {
 		errno = EINVAL;
 		die("KIND");
