@@ -168,8 +168,10 @@ impl FileTable {
             .push((pid, fd, id, ty));
     }
 
-    /// Writes `files.img` and every side image that has entries.
+    /// Writes `files.img` and every side image that has entries, once every process of
+    /// the dump is collected (so a socket's peer may belong to any of them).
     pub fn write_images(&self, dir: &ImageDir) -> Result<()> {
+        fds::unix::check_peers(self)?;
         dir.write(ImageKind::FILES, names::FILES, &self.entries)?;
         let s = &self.side;
         for (data, kind, name) in [
@@ -267,7 +269,6 @@ pub fn collect_fds(
         });
     }
     fds::epoll::check_targets(table, pid, &out)?;
-    fds::unix::check_peers(table)?;
     Ok(out)
 }
 
