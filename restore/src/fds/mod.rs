@@ -25,6 +25,8 @@ mod locks;
 mod memfd;
 mod pipe;
 mod reg;
+#[cfg(test)]
+mod tests;
 mod unix;
 
 use crate::plan::{FdPlan, TaskPlan};
