@@ -3,9 +3,10 @@
 //! in `sk-queues.img`, read with `MSG_PEEK` at a moving `SO_PEEK_OFF` so nothing is
 //! consumed.
 //!
-//! Refused, with the socket named: other socket families, sockets whose peer belongs to
-//! no dumped process, queued descriptors (SCM_RIGHTS), in-flight connections with
-//! unsent data, and states other than listening, connected and closed.
+//! Refused, with the socket named: sockets whose peer belongs to no dumped process,
+//! queued messages carrying descriptors (SCM_RIGHTS) or sender credentials (a receiver
+//! with SO_PASSCRED), in-flight connections with unsent data, and states other than
+//! listening, connected and closed.
 
 use super::OpenFd;
 use crate::files::FileTable;
@@ -256,6 +257,16 @@ fn peek_all(f: &OpenFd<'_>, local: BorrowedFd<'_>, kind: i32) -> Result<Vec<Vec<
             return Err(f.unsupported(format!(
                 "its queue holds a message carrying {} descriptors (SCM_RIGHTS); not supported yet",
                 p.rights.len()
+            )));
+        }
+        if let Some(&(level, kind)) = p.other_control.first() {
+            let what = if level == libc::SOL_SOCKET && kind == libc::SCM_CREDENTIALS {
+                "sender credentials (the socket has SO_PASSCRED)".to_string()
+            } else {
+                format!("control data (level {level}, type {kind})")
+            };
+            return Err(f.unsupported(format!(
+                "its queue holds a message with {what}, which stasis cannot queue again"
             )));
         }
         if p.control_truncated {
