@@ -65,7 +65,6 @@ pub fn measure_memory_copy(bytes: usize, passes: usize) -> MemoryCopy {
 #[derive(Debug, Clone)]
 pub struct SequentialWrite {
     pub bytes: u64,
-    pub filesystem: Filesystem,
     /// Until the last `write(2)` returned: data in the page cache, as a dump leaves it.
     pub buffered: Samples,
     /// Until `fdatasync(2)` after the last write returned: data on the device.
@@ -101,7 +100,6 @@ pub fn measure_sequential_write(dir: &Path, bytes: u64, passes: usize) -> Result
         synced.push(gbps(bytes, synced_s));
     }
     Ok(SequentialWrite {
-        filesystem: Filesystem::holding(dir),
         bytes,
         buffered,
         synced,

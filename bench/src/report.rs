@@ -1,12 +1,13 @@
-//! The report: a table for people, JSON for machines. Both say, per workload size, how
-//! long stasis took, what that is as a share of the machine's limits and against the
-//! naive copy, and whether the issue's targets are met.
+//! The report: a table for people, JSON for machines. Both say, per memory workload
+//! size, how long stasis took, what that is as a share of the machine's limits and
+//! against the naive copy, and whether the issue's targets are met; and per process-tree
+//! workload (the JVM, the ring), how long stasis took against the targets and CRIU.
 
 use std::fmt::Write;
 
 use crate::json::Json;
-use crate::limits::{MemoryCopy, SequentialWrite};
-use crate::run::SizeResult;
+use crate::limits::{Filesystem, MemoryCopy, SequentialWrite};
+use crate::run::{SizeResult, TreeResult};
 use crate::stats::{gbps, Samples};
 
 /// The machine the run was on.
@@ -63,6 +64,13 @@ pub fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The machine's limits, measured when the memory workload runs.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory: MemoryCopy,
+    pub write: SequentialWrite,
+}
+
 /// A whole run's results.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -70,9 +78,16 @@ pub struct Report {
     pub stasis_bin: Option<String>,
     pub stasis_version: Option<String>,
     pub scratch: String,
-    pub memory: MemoryCopy,
-    pub write: SequentialWrite,
+    /// The filesystem of the scratch dir, where the images go.
+    pub filesystem: Filesystem,
+    /// The workloads the run was asked for (`--workloads`).
+    pub workloads: Vec<&'static str>,
+    /// None when the memory workload was not run: only it is set against them.
+    pub limits: Option<Limits>,
+    /// The memory workload, per size.
     pub sizes: Vec<SizeResult>,
+    /// The JVM and the ring, as asked for and when stasis ran.
+    pub trees: Vec<TreeResult>,
     /// Why the stasis part could not run at all, if it could not.
     pub stasis_unavailable: Option<String>,
     /// `--skip-stasis`: the stasis part was not asked for.
@@ -121,13 +136,43 @@ struct Row {
     pass: Option<bool>,
 }
 
+/// Derived numbers for one operation on one process-tree workload.
+#[derive(Debug, Clone)]
+struct TreeRow<'a> {
+    samples: &'a Samples,
+    target: Option<f64>,
+    pass: Option<bool>,
+    criu: Option<f64>,
+    vs_criu: Option<f64>,
+}
+
+fn tree_row(tree: &TreeResult, op: Op) -> TreeRow<'_> {
+    let t = &tree.targets;
+    let (samples, target, criu) = match op {
+        Op::Dump => (&tree.dump, t.dump, t.criu_dump),
+        Op::Restore => (&tree.restore, t.restore, t.criu_restore),
+    };
+    let median = samples.median();
+    TreeRow {
+        samples,
+        target,
+        pass: target.zip(median).map(|(t, m)| m <= t),
+        criu,
+        vs_criu: criu.zip(median).map(|(c, m)| c / m),
+    }
+}
+
 impl Report {
     fn memcpy_gbps(&self) -> Option<f64> {
-        self.memory.warm.median()
+        self.limits.as_ref()?.memory.warm.median()
+    }
+
+    fn fresh_gbps(&self) -> Option<f64> {
+        self.limits.as_ref()?.memory.first_touch.median()
     }
 
     fn disk_gbps(&self) -> Option<f64> {
-        self.write.buffered.median()
+        self.limits.as_ref()?.write.buffered.median()
     }
 
     fn row(&self, size: &SizeResult, op: Op) -> Row {
@@ -157,9 +202,7 @@ impl Report {
             bytes,
             gbps: rate,
             of_memcpy: rate.zip(self.memcpy_gbps()).map(|(r, m)| r / m),
-            of_fresh: rate
-                .zip(self.memory.first_touch.median())
-                .map(|(r, m)| r / m),
+            of_fresh: rate.zip(self.fresh_gbps()).map(|(r, m)| r / m),
             of_disk: match op {
                 Op::Dump => rate.zip(self.disk_gbps()).map(|(r, d)| r / d),
                 Op::Restore => None,
@@ -174,7 +217,9 @@ impl Report {
     }
 
     pub fn failed(&self) -> bool {
-        self.stasis_unavailable.is_some() || self.sizes.iter().any(|s| s.stasis_error.is_some())
+        self.stasis_unavailable.is_some()
+            || self.sizes.iter().any(|s| s.stasis_error.is_some())
+            || self.trees.iter().any(|t| t.error.is_some())
     }
 
     pub fn table(&self) -> String {
@@ -202,12 +247,55 @@ impl Report {
                 _ => "not run".into(),
             }
         );
-        let fs = &self.write.filesystem;
+        let fs = &self.filesystem;
         let _ = writeln!(
             out,
-            "images: {} on {} ({} {})\n",
+            "images: {} on {} ({} {})",
             self.scratch, fs.mount_point, fs.fs_type, fs.source
         );
+        let _ = writeln!(out, "workloads: {}\n", self.workloads.join(", "));
+        if self.workloads.contains(&"memory") {
+            self.memory_table(&mut out);
+        }
+        if !self.trees.is_empty() {
+            if self.limits.is_some() {
+                out.push('\n');
+            }
+            self.tree_table(&mut out);
+        }
+        for name in &self.workloads {
+            if *name != "memory" && !self.trees.iter().any(|t| t.name == *name) {
+                let why = if self.stasis_skipped {
+                    "--skip-stasis"
+                } else {
+                    "no stasis"
+                };
+                let _ = writeln!(
+                    out,
+                    "\n{name}: not run ({why}; it has no baseline of its own)"
+                );
+            }
+        }
+        if let Some(why) = &self.stasis_unavailable {
+            let _ = writeln!(out, "\nSTASIS NOT RUN: {why}");
+        }
+        for size in &self.sizes {
+            if let Some(e) = &size.stasis_error {
+                let _ = writeln!(out, "\nSTASIS FAILED on {} MiB:\n{e}", size.mib);
+            }
+        }
+        for tree in &self.trees {
+            if let Some(e) = &tree.error {
+                let _ = writeln!(out, "\nFAILED on {}:\n{e}", tree.name);
+            }
+        }
+        out
+    }
+
+    fn memory_table(&self, out: &mut String) {
+        let Some(limits) = &self.limits else {
+            return;
+        };
 
         let _ = writeln!(
             out,
@@ -221,34 +309,30 @@ impl Report {
                 fmt_opt(s.max(), 2)
             );
         };
-        let mem = fmt_bytes(self.memory.bytes as u64);
-        let n = self.memory.warm.0.len();
+        let mem = fmt_bytes(limits.memory.bytes as u64);
+        let n = limits.memory.warm.0.len();
+        limit(out, format!("memory copy, {mem} x{n}"), &limits.memory.warm);
         limit(
-            &mut out,
-            format!("memory copy, {mem} x{n}"),
-            &self.memory.warm,
-        );
-        limit(
-            &mut out,
+            out,
             format!("memory copy into fresh pages, {mem} x{n}"),
-            &self.memory.first_touch,
+            &limits.memory.first_touch,
         );
-        let w = fmt_bytes(self.write.bytes);
-        let n = self.write.buffered.0.len();
+        let w = fmt_bytes(limits.write.bytes);
+        let n = limits.write.buffered.0.len();
         limit(
-            &mut out,
+            out,
             format!("sequential write {w} x{n}, buffered"),
-            &self.write.buffered,
+            &limits.write.buffered,
         );
         limit(
-            &mut out,
+            out,
             format!("sequential write {w} x{n}, +fdatasync"),
-            &self.write.synced,
+            &limits.write.synced,
         );
 
         let _ = writeln!(
             out,
-            "\nDump and restore: wall-clock of the stasis process, median of the rounds.\n\
+            "\nMemory workload, dump and restore: wall-clock of the stasis process, median of the rounds.\n\
              GB/s = image bytes / median time; memcpy, fresh, disk = that rate as a share of the medians above of\n\
              memory copy, memory copy into fresh pages, and buffered write; vs naive = naive time / stasis time\n\
              (>1: stasis faster)."
@@ -309,15 +393,80 @@ impl Report {
              naive restore = read the pages files into fresh anonymous memory. Stasis rounds are verified:\n\
              the restored counter continues from the dumped value and all workload memory matches its pattern."
         );
-        if let Some(why) = &self.stasis_unavailable {
-            let _ = writeln!(out, "\nSTASIS NOT RUN: {why}");
-        }
-        for size in &self.sizes {
-            if let Some(e) = &size.stasis_error {
-                let _ = writeln!(out, "\nSTASIS FAILED on {} MiB:\n{e}", size.mib);
+    }
+
+    fn tree_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "Process trees: wall-clock of the stasis process over the rounds. CRIU = CRIU 4.2's median\n\
+             for the same kind of workload on this kind of machine, as quoted by issue 3; vs CRIU = CRIU / median."
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<9} {:>5} {:>7} {:<8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}  target",
+            "workload",
+            "procs",
+            "threads",
+            "op",
+            "rounds",
+            "median",
+            "min",
+            "max",
+            "image",
+            "CRIU",
+            "vs CRIU"
+        );
+        for tree in &self.trees {
+            for op in [Op::Dump, Op::Restore] {
+                let r = tree_row(tree, op);
+                let target = match (r.target, r.pass) {
+                    (Some(t), Some(true)) => format!("<= {:.0} ms  PASS", t * 1e3),
+                    (Some(t), Some(false)) => format!("<= {:.0} ms  MISS", t * 1e3),
+                    (Some(t), None) => format!("<= {:.0} ms  not measured", t * 1e3),
+                    (None, _) => "-".into(),
+                };
+                let first = op == Op::Dump;
+                let _ = writeln!(
+                    out,
+                    "{:<9} {:>5} {:>7} {:<8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8}  {}",
+                    if first { tree.name } else { "" },
+                    if first && tree.verified > 0 {
+                        tree.processes.to_string()
+                    } else {
+                        String::new()
+                    },
+                    if first && tree.verified > 0 {
+                        tree.threads.to_string()
+                    } else {
+                        String::new()
+                    },
+                    op.name(),
+                    r.samples.0.len(),
+                    r.samples.median().map_or("-".into(), fmt_secs),
+                    r.samples.min().map_or("-".into(), fmt_secs),
+                    r.samples.max().map_or("-".into(), fmt_secs),
+                    if first && tree.verified > 0 {
+                        fmt_bytes(tree.images.total_bytes)
+                    } else {
+                        String::new()
+                    },
+                    r.criu.map_or("-".into(), |c| format!("{:.0} ms", c * 1e3)),
+                    r.vs_criu.map_or("-".into(), |v| format!("{v:.2}x")),
+                    target
+                );
             }
         }
-        out
+        let _ = writeln!(out);
+        for tree in &self.trees {
+            let _ = writeln!(out, "{}: {}", tree.name, tree.description);
+        }
+        let _ = writeln!(
+            out,
+            "threads = the dump's core-*.img files (all processes); image = all files of the last round's images.\n\
+             Rounds are verified: every process of the tree comes back with its PID and thread count, and the\n\
+             JVM's tick (with its HashMap and heap checksum) or the ring's lap (with its token) continues from the\n\
+             dumped value."
+        );
     }
 
     pub fn json(&self) -> Json {
@@ -333,7 +482,7 @@ impl Report {
             ])
         };
         let m = &self.machine;
-        let fs = &self.write.filesystem;
+        let fs = &self.filesystem;
         let sizes = self
             .sizes
             .iter()
@@ -388,6 +537,60 @@ impl Report {
                 ])
             })
             .collect();
+        let trees = self
+            .trees
+            .iter()
+            .map(|tree| {
+                let op_json = |op: Op| {
+                    let r = tree_row(tree, op);
+                    Json::obj([
+                        ("seconds", samples(r.samples)),
+                        ("target_seconds", Json::opt_num(r.target)),
+                        ("target_met", r.pass.map_or(Json::Null, Json::Bool)),
+                        ("criu_seconds", Json::opt_num(r.criu)),
+                        ("speedup_vs_criu", Json::opt_num(r.vs_criu)),
+                    ])
+                };
+                let verified = tree.verified > 0;
+                Json::obj([
+                    ("name", Json::str(tree.name)),
+                    ("description", Json::str(&tree.description)),
+                    ("rounds", Json::Int(tree.rounds as u64)),
+                    ("verified_rounds", Json::Int(tree.verified as u64)),
+                    (
+                        "processes",
+                        if verified {
+                            Json::Int(tree.processes as u64)
+                        } else {
+                            Json::Null
+                        },
+                    ),
+                    (
+                        "threads",
+                        if verified {
+                            Json::Int(tree.threads as u64)
+                        } else {
+                            Json::Null
+                        },
+                    ),
+                    (
+                        "images",
+                        if verified {
+                            Json::obj([
+                                ("files", Json::Int(tree.images.files as u64)),
+                                ("total_bytes", Json::Int(tree.images.total_bytes)),
+                                ("pages_bytes", Json::Int(tree.images.pages_bytes)),
+                            ])
+                        } else {
+                            Json::Null
+                        },
+                    ),
+                    ("dump", op_json(Op::Dump)),
+                    ("restore", op_json(Op::Restore)),
+                    ("error", tree.error.clone().map_or(Json::Null, Json::Str)),
+                ])
+            })
+            .collect();
         Json::obj([
             (
                 "machine",
@@ -426,17 +629,24 @@ impl Report {
                 ]),
             ),
             (
+                "workloads",
+                Json::Arr(self.workloads.iter().map(|w| Json::str(*w)).collect()),
+            ),
+            (
                 "limits",
-                Json::obj([
-                    ("memcpy_bytes", Json::Int(self.memory.bytes as u64)),
-                    ("memcpy_gbps", samples(&self.memory.warm)),
-                    ("memcpy_fresh_pages_gbps", samples(&self.memory.first_touch)),
-                    ("write_bytes", Json::Int(self.write.bytes)),
-                    ("write_buffered_gbps", samples(&self.write.buffered)),
-                    ("write_fdatasync_gbps", samples(&self.write.synced)),
-                ]),
+                self.limits.as_ref().map_or(Json::Null, |l| {
+                    Json::obj([
+                        ("memcpy_bytes", Json::Int(l.memory.bytes as u64)),
+                        ("memcpy_gbps", samples(&l.memory.warm)),
+                        ("memcpy_fresh_pages_gbps", samples(&l.memory.first_touch)),
+                        ("write_bytes", Json::Int(l.write.bytes)),
+                        ("write_buffered_gbps", samples(&l.write.buffered)),
+                        ("write_fdatasync_gbps", samples(&l.write.synced)),
+                    ])
+                }),
             ),
             ("sizes", Json::Arr(sizes)),
+            ("process_trees", Json::Arr(trees)),
             ("ok", Json::Bool(!self.failed())),
         ])
     }

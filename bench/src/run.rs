@@ -1,14 +1,16 @@
-//! One bench run: the scratch dir, the rounds of each workload size, and what they
-//! measured.
+//! One bench run: the scratch dir, the rounds of each memory workload size and of each
+//! process-tree workload, and what they measured.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::naive;
+use crate::options::WorkloadKind;
 use crate::stasis::{ImageSet, Stasis};
 use crate::stats::Samples;
+use crate::tree::{count_images, thread_count, RestoredTree, StartedTree, Targets, TreeWorkload};
 use crate::workload::{reap_orphans, Log, RestoredProcess, Workload, WorkloadProgram};
 
 /// The bench's own directory on the images' filesystem; removed when dropped unless kept.
@@ -218,4 +220,146 @@ fn stasis_round(
         workload.region.len
     ));
     Ok(image_set.pages_files)
+}
+
+/// Everything measured for one process-tree workload (the JVM, the ring).
+#[derive(Debug, Clone)]
+pub struct TreeResult {
+    /// `jvm`, `ring`.
+    pub name: &'static str,
+    pub description: String,
+    pub rounds: usize,
+    pub targets: Targets,
+    /// Processes and threads in the last round's dump (threads: its `core-*.img` files).
+    pub processes: usize,
+    pub threads: usize,
+    /// Seconds, spawn to exit, of each `stasis dump` and `stasis restore -d`.
+    pub dump: Samples,
+    pub restore: Samples,
+    /// The images of the last round.
+    pub images: ImageSet,
+    /// Rounds whose restored tree was proven to continue.
+    pub verified: usize,
+    /// Why the workload stopped, if it did: it could not be built or started, or stasis
+    /// failed to dump, restore or produce a tree that continues.
+    pub error: Option<String>,
+}
+
+impl TreeResult {
+    /// A workload that could not be built (no javac, no gcc): no rounds ran.
+    pub fn not_built(kind: WorkloadKind, rounds: usize, error: String) -> TreeResult {
+        let (name, targets) = match kind {
+            WorkloadKind::Jvm => ("jvm", crate::jvm::TARGETS),
+            _ => ("ring", crate::ring::TARGETS),
+        };
+        TreeResult {
+            name,
+            description: "not built".into(),
+            rounds,
+            targets,
+            processes: 0,
+            threads: 0,
+            dump: Samples::default(),
+            restore: Samples::default(),
+            images: ImageSet::default(),
+            verified: 0,
+            error: Some(format!("building the workload: {error}")),
+        }
+    }
+}
+
+/// Runs `rounds` rounds of a process-tree workload. Each round starts a fresh tree, dumps
+/// it, reaps every process of it, restores it and proves it continues, then kills it.
+/// The first failure ends the workload's rounds and is recorded in the result.
+pub fn bench_tree(
+    workload: &dyn TreeWorkload,
+    stasis: &Stasis,
+    scratch: &Scratch,
+    rounds: usize,
+) -> TreeResult {
+    let mut result = TreeResult {
+        name: workload.name(),
+        description: workload.description(),
+        rounds,
+        targets: workload.targets(),
+        processes: 0,
+        threads: 0,
+        dump: Samples::default(),
+        restore: Samples::default(),
+        images: ImageSet::default(),
+        verified: 0,
+        error: None,
+    };
+    let log = scratch.logs().join(format!("{}.log", workload.name()));
+    for round in 1..=rounds {
+        let outcome = workload
+            .start(&log, &scratch.root)
+            .with_context(|| format!("starting the {} workload", workload.name()))
+            .and_then(|mut tree| {
+                let line = tree_round(workload, stasis, scratch, &mut tree, &log, &mut result);
+                drop(tree);
+                line
+            });
+        if !(scratch.keep && round == rounds) {
+            let _ = fs::remove_dir_all(scratch.images());
+        }
+        reap_orphans();
+        match outcome {
+            Ok(line) => eprintln!("{} round {round}/{rounds}: {line}", workload.name()),
+            Err(e) => {
+                eprintln!("{} round {round}/{rounds}: FAILED", workload.name());
+                result.error = Some(format!("round {round}: {e:#}"));
+                break;
+            }
+        }
+    }
+    result
+}
+
+/// One round on a started tree: dump, reap, restore, verify, kill. Returns the
+/// progress line.
+fn tree_round(
+    workload: &dyn TreeWorkload,
+    stasis: &Stasis,
+    scratch: &Scratch,
+    tree: &mut StartedTree,
+    log: &Path,
+    result: &mut TreeResult,
+) -> Result<String> {
+    let images = scratch.reset_images()?;
+    let root = tree.root;
+    let children = tree.refresh_children()?.to_vec();
+    let dump_s = stasis.dump(root, &images, &scratch.logs())?;
+    tree.reap_after_dump()?;
+    let at = workload.at_dump(log)?;
+    let image_set = ImageSet::read(&images)?;
+    let threads = count_images(&images, "core-")?;
+    let processes = 1 + children.len();
+
+    let restore_s = stasis.restore(&images, &scratch.logs());
+    let restored = RestoredTree::adopt(root, workload.comm(), &children);
+    let restore_s = restore_s?;
+    let restored = restored?;
+    let threads_now = std::iter::once(root)
+        .chain(children.iter().copied())
+        .map(thread_count)
+        .sum::<Result<usize>>()?;
+    ensure!(
+        threads_now == threads,
+        "the restored tree has {threads_now} threads, the dump recorded {threads} (core-*.img)"
+    );
+    let seen = workload.verify_continues(log, &at)?;
+    drop(restored);
+
+    result.dump.push(dump_s);
+    result.restore.push(restore_s);
+    result.images = image_set;
+    result.processes = processes;
+    result.threads = threads;
+    result.verified += 1;
+    Ok(format!(
+        "stasis dump {}, restore {}, verified ({processes} process(es), {threads} threads, {seen})",
+        crate::report::fmt_secs(dump_s),
+        crate::report::fmt_secs(restore_s),
+    ))
 }

@@ -89,7 +89,7 @@ fn path_str(p: &Path) -> Result<&str> {
         .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     let start = all.len().saturating_sub(lines);
     let shown = all[start..].join("\n");

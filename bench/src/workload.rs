@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions};
 
+use crate::tree::parse_stat;
+
 const SOURCE: &str = include_str!("../workload.c");
 /// Executable name; also the restored process's `comm` (at most 15 bytes).
 const NAME: &str = "bench-workload";
@@ -311,18 +313,6 @@ pub fn pattern_word(seed: u64, i: u64) -> u64 {
     i.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(seed) | 1
 }
 
-/// `comm`, state and parent pid from /proc/PID/stat; comm may hold spaces and
-/// parentheses, so the fields after it are found from the last `)`.
-fn parse_stat(stat: &str) -> Option<(&str, char, i32)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?;
-    let mut rest = stat.get(close + 1..)?.split_ascii_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((comm, state, ppid))
-}
-
 /// Reaps any orphan the bench inherited as subreaper and no longer tracks. Call only
 /// when no `Child` is outstanding, or its status would be taken from it.
 pub fn reap_orphans() {
@@ -351,11 +341,6 @@ mod tests {
     fn a_garbled_log_line_is_an_error_naming_the_line() {
         let err = Log::parse("ready 0x10 4096\n1\nxx\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 3"), "{err:#}");
-    }
-
-    #[test]
-    fn stat_comm_may_hold_parentheses() {
-        assert_eq!(parse_stat("42 (a) b) S 17 2"), Some(("a) b", 'S', 17)));
     }
 
     #[test]
