@@ -63,6 +63,9 @@ pub struct SideImages {
     pub memfd_inodes: Vec<pb::MemfdInodeEntry>,
     pub memfd_ids: HashMap<(u64, u64), u32>,
     pub memfd_contents: Vec<fds::memfd::Contents>,
+    /// Shared anonymous objects (by inode) whose contents are already in `memfd_contents`.
+    pub shmem_dumped: HashSet<u64>,
+
     /// epoll registrations, checked against the fd table once it is complete.
     pub epoll_targets: Vec<fds::epoll::Target>,
     /// `filelocks.img`, and the locks already recorded.
@@ -215,8 +218,10 @@ impl FileTable {
         }
         if !s.memfd_inodes.is_empty() {
             dir.write(ImageKind::MEMFD_INODE, names::MEMFD_INODE, &s.memfd_inodes)?;
-            fds::memfd::write_contents(dir, &s.memfd_contents)?;
         }
+        // memfd inodes and shared anonymous objects alike.
+        fds::memfd::write_contents(dir, &s.memfd_contents)?;
+
         if !s.locks.is_empty() {
             dir.write(ImageKind::FILE_LOCKS, names::FILE_LOCKS, &s.locks)?;
         }

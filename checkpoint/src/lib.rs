@@ -609,6 +609,9 @@ fn collect_one(
         scratch.addr + scratch.len,
     );
     let vmas = memory::collect_vmas(pid, &maps, files)?;
+    let shared = memory::shared_contents(pid, &vmas, &mut files.side.shmem_dumped)?;
+    files.side.memfd_contents.extend(shared);
+
     let empty: std::collections::HashSet<u64> = maps
         .iter()
         .filter(|m| !m.has_pages)

@@ -143,6 +143,17 @@ pub fn collect_vmas(
             name if name.starts_with('[') => {
                 return Err(unsupported("special mapping not supported"))
             }
+            // Shared anonymous memory (a shmem object the kernel names /dev/zero), or
+            // the memfd stasis restores it as (named "dev/zero"): one object, dumped once
+            // by inode, whatever processes map it. Other memfd mappings are refused below.
+            name if m.shared
+                && (name.starts_with("/dev/zero") || name.starts_with("/memfd:dev/zero")) =>
+            {
+                vma.status |= status::ANON_SHARED;
+                vma.flags |= libc::MAP_ANONYMOUS as u32;
+                vma.shmid = m.inode;
+            }
+
             name if name.ends_with(" (deleted)") => {
                 return Err(unsupported("mapped file was deleted; not supported yet"))
             }
@@ -178,9 +189,13 @@ pub fn collect_vmas(
 
 /// What one VMA's pages need.
 fn page_policy(vma: &pb::VmaEntry) -> Option<fn(u64) -> bool> {
-    if vma.status & (status::VVAR | status::VSYSCALL | status::FILE_SHARED) != 0 {
+    // Shared objects keep their pages in the object's own images (or in the file).
+    if vma.status & (status::VVAR | status::VSYSCALL | status::FILE_SHARED | status::ANON_SHARED)
+        != 0
+    {
         return None;
     }
+
     if vma.status & status::VDSO != 0 {
         return Some(|pme| pme & PM_PRESENT != 0);
     }
@@ -363,4 +378,52 @@ fn read_task_memory(
     }
     debug_assert_eq!(done, buf.len());
     Ok(())
+}
+
+/// The contents of every shared anonymous object the task maps that is not dumped yet
+/// (`done` holds the inodes already dumped, by this process or an earlier one), read
+/// through `/proc/PID/map_files` without the holes.
+pub fn shared_contents(
+    pid: i32,
+    vmas: &[pb::VmaEntry],
+    done: &mut std::collections::HashSet<u64>,
+) -> Result<Vec<crate::fds::memfd::Contents>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = Vec::new();
+    for v in vmas.iter().filter(|v| v.status & status::ANON_SHARED != 0) {
+        if !done.insert(v.shmid) {
+            continue;
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end));
+        let io = |source: std::io::Error| DumpError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::open(&path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut chunks = Vec::new();
+        let mut at = 0u64;
+        while at < size {
+            let start = match stasis_sys::fdops::seek_data_hole(&file, at, true) {
+                Ok(p) => p / PAGE * PAGE,
+                Err(e) if e.errno() == Some(libc::ENXIO) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let end = stasis_sys::fdops::seek_data_hole(&file, start, false)?
+                .min(size)
+                .div_ceil(PAGE)
+                * PAGE;
+            let mut data = vec![0u8; (end - start) as usize];
+            file.seek(SeekFrom::Start(start)).map_err(io)?;
+            let want = (size.min(end) - start) as usize;
+            file.read_exact(&mut data[..want]).map_err(io)?;
+            chunks.push((start, data));
+            at = end;
+        }
+        out.push(crate::fds::memfd::Contents {
+            shmid: v.shmid as u32,
+            chunks,
+        });
+    }
+    Ok(out)
 }

@@ -35,6 +35,7 @@ fn report(fd: i32, pid: i32, msg: &str) {
 /// returns. It recreates its session and group, forks its own children (zombies exit at
 /// once), rebuilds its descriptors and the rest of its own state, reports `R`, and
 /// waits to be seized.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     tree: &TreePlan,
     index: usize,
@@ -42,6 +43,7 @@ pub fn run(
     report_fd: i32,
     shell_job: bool,
     made: Made,
+    extra: &[i32],
 ) -> ! {
     let hi = tree_high_fd(tree);
     let report_at = hi + 1;
@@ -49,6 +51,7 @@ pub fn run(
     // Park the report pipe far above everything, close the rest (but the tree's parked
     // file objects), then put it in place.
     let mut keep = made.raw_fds();
+    keep.extend_from_slice(extra);
     let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
     match process::dup_at_least(report_fd, top + 1) {
         Ok(tmp) => {
@@ -85,7 +88,7 @@ pub fn run(
                     exit_code,
                     ..
                 } => become_zombie(*pid, *pgid, *exit_code),
-                TaskNode::Alive(_) => run(tree, child, images, report_at, shell_job, made),
+                TaskNode::Alive(_) => run(tree, child, images, report_at, shell_job, made, extra),
             },
             Ok(Forked::Parent(_)) => {}
             Err(e) => fail(format!("forking child pid {}: {e}", node.pid())),

@@ -158,6 +158,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let all_fds: Vec<plan::FdPlan> = tree.alive().flat_map(|p| p.fds.iter().cloned()).collect();
     let made = fds::create_all(&root_plan.objects, &all_fds, child::tree_high_fd(&tree) + 2)
         .map_err(|what| RestoreError::Child { pid: root, what })?;
+    let (shmem, shmem_fds) = shared_objects(&tree, &dir, child::tree_high_fd(&tree) + 2)?;
+    let keep: Vec<i32> = shmem.values().copied().collect();
     // Orphans of a failed restore are reparented to stasis, which reaps them.
 
     process::set_child_subreaper(true)?;
@@ -183,6 +185,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 writer.as_raw_fd(),
                 opts.shell_job,
                 made,
+                &keep,
             )
         }
         Ok(Forked::Parent(_)) => {}
@@ -194,11 +197,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     drop(writer);
     // The parked objects live on in the tree; stasis's copies go.
     drop(made);
+    drop(shmem_fds);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
     let built = wait_ready(&tree, &mut reports)
         .and_then(|()| cgroups.enter_all())
-        .and_then(|()| build_all(&tree, &dir, &opts.hook, &mut cgroups));
+        .and_then(|()| build_all(&tree, &dir, &opts.hook, &mut cgroups, &shmem));
     if let Err(e) = built {
         // Kill the half-built tree (killing a task releases it from ptrace) and reap it.
         for t in &tree.tasks {
@@ -247,6 +251,54 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             _ => continue,
         }
     }
+}
+
+/// Creates every shared anonymous object of the tree as a memfd filled from its images,
+/// parked at `floor` or above, for the restoring tasks to inherit and map.
+fn shared_objects(
+    tree: &TreePlan,
+    dir: &ImageDir,
+    floor: i32,
+) -> Result<(rebuild::SharedObjects, Vec<std::os::fd::OwnedFd>)> {
+    use std::os::unix::fs::FileExt;
+    let mut sizes: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for plan in tree.alive() {
+        for v in plan
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| v.status & vma::ANON_SHARED != 0)
+        {
+            let end = v.pgoff.saturating_add(v.end - v.start);
+            let size = sizes.entry(v.shmid).or_default();
+            *size = (*size).max(end);
+        }
+    }
+    let mut numbers = rebuild::SharedObjects::new();
+    let mut owned = Vec::new();
+    let mut total = 0u64;
+    for (shmid, size) in sizes {
+        let entry = pb::MemfdInodeEntry {
+            shmid: shmid as u32,
+            size,
+            ..Default::default()
+        };
+        let chunks = fds::memfd::read_contents(dir, &entry, &mut total)?;
+        let fd = stasis_sys::fdops::memfd_create("dev/zero", libc::MFD_CLOEXEC)?;
+        let file = std::fs::File::from(fd);
+        let io = |source: std::io::Error| RestoreError::Io {
+            path: format!("shared memory object {shmid}").into(),
+            source,
+        };
+        file.set_len(size).map_err(io)?;
+        for (off, data) in &chunks {
+            file.write_all_at(data, *off).map_err(io)?;
+        }
+        let parked = stasis_sys::fdops::dup_above(std::os::fd::AsFd::as_fd(&file), floor)?;
+        numbers.insert(shmid, parked.as_raw_fd());
+        owned.push(parked);
+    }
+    Ok((numbers, owned))
 }
 
 /// Reaps whatever children stasis has, for a while: the tasks of a failed restore.
@@ -315,8 +367,14 @@ fn build_all(
     dir: &ImageDir,
     hook: &RestoreHook,
     cgroups: &mut cgroups::Restoring,
+    shmem: &rebuild::SharedObjects,
 ) -> Result<()> {
     let hi = child::tree_high_fd(tree);
+    // The report pipe and the shared objects are stasis's, not the task's: closed in it.
+    let extra: Vec<i32> = std::iter::once(hi + 1)
+        .chain(shmem.values().copied())
+        .collect();
+
     let mut held: Vec<(&plan::TaskPlan, Tracee, Vec<Tracee>)> = Vec::new();
     for plan in tree.alive() {
         let pid = plan.pid;
@@ -327,7 +385,7 @@ fn build_all(
             path: pages_path,
             source,
         })?;
-        let threads = match rebuild::rebuild(&mut tracee, plan, hi, &pages, &[hi + 1]) {
+        let threads = match rebuild::rebuild(&mut tracee, plan, hi, &pages, shmem, &extra) {
             Ok(threads) => threads,
             Err(e) => {
                 let _ = tracee.kill();

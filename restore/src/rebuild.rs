@@ -76,6 +76,7 @@ pub fn rebuild(
     plan: &TaskPlan,
     pages_fd: i32,
     pages: &std::fs::File,
+    shmem: &SharedObjects,
     extra_fds: &[i32],
 ) -> Result<Vec<Tracee>> {
     let pid = t.pid();
@@ -145,7 +146,7 @@ pub fn rebuild(
     }
     move_specials(&mut c, plan, &busy, tramp)?;
     let t0 = std::time::Instant::now();
-    map_vmas(&mut c, plan, pages_fd, pages)?;
+    map_vmas(&mut c, plan, pages_fd, pages, shmem)?;
     log::debug!(
         "pid {}: {} vmas mapped and filled in {:?}",
         plan.pid,
@@ -348,7 +349,17 @@ fn write_pages(pid: i32, pages: &std::fs::File, jobs: &[PageJob], name: &str) ->
     Ok(())
 }
 
-fn map_vmas(c: &mut Ctx, plan: &TaskPlan, pages_fd: i32, pages: &std::fs::File) -> Result<()> {
+/// Shared anonymous objects: shmid -> the descriptor number every task of the tree
+/// inherited it at (a memfd stasis created and filled before the first fork).
+pub type SharedObjects = std::collections::HashMap<u64, i32>;
+
+fn map_vmas(
+    c: &mut Ctx,
+    plan: &TaskPlan,
+    pages_fd: i32,
+    pages: &std::fs::File,
+    shmem: &SharedObjects,
+) -> Result<()> {
     // Which VMAs get pages: they are mapped writable first.
     let mut has_pages = vec![false; plan.mm.vmas.len()];
     for e in &plan.pagemap {
@@ -388,8 +399,22 @@ fn map_vmas(c: &mut Ctx, plan: &TaskPlan, pages_fd: i32, pages: &std::fs::File) 
                 }
             };
             (fd, v.pgoff)
+        } else if v.status & vma::ANON_SHARED != 0 {
+            let fd = shmem.get(&v.shmid).ok_or_else(|| {
+                RestoreError::Rebuild(format!(
+                    "no shared object {} for vma {:#x}",
+                    v.shmid, v.start
+                ))
+            })?;
+            (*fd as u64, v.pgoff)
         } else {
             (u64::MAX, 0)
+        };
+        // A shared anonymous object is mapped from its memfd: not anonymous any more.
+        let flags = if v.status & vma::ANON_SHARED != 0 {
+            flags & !(libc::MAP_ANONYMOUS as u64)
+        } else {
+            flags
         };
         let got = c.call(
             "mmap",

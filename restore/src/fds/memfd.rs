@@ -61,7 +61,7 @@ pub fn read(dir: &ImageDir) -> Result<HashMap<u32, Inode>> {
     Ok(out)
 }
 
-fn read_contents(
+pub(crate) fn read_contents(
     dir: &ImageDir,
     entry: &pb::MemfdInodeEntry,
     total: &mut u64,

@@ -22,7 +22,7 @@ mod ghost;
 pub mod inet;
 mod inotify;
 mod locks;
-mod memfd;
+pub(crate) mod memfd;
 mod pipe;
 mod reg;
 #[cfg(test)]
