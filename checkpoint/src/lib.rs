@@ -314,6 +314,36 @@ fn freeze_tree(
     Ok(members)
 }
 
+/// Two processes that share an address space (vfork), a descriptor table (`CLONE_FILES`)
+/// or their fs state (`CLONE_FS`) would come back with separate ones: refused for now.
+fn refuse_shared_tables(members: &[Member]) -> Result<()> {
+    use stasis_sys::process::{shares, Shared};
+    let alive: Vec<i32> = members
+        .iter()
+        .filter_map(|m| match m {
+            Member::Alive { pid, .. } => Some(*pid),
+            Member::Zombie { .. } => None,
+        })
+        .collect();
+    for (i, &a) in alive.iter().enumerate() {
+        for &b in &alive[i + 1..] {
+            for (what, name) in [
+                (Shared::Vm, "address space"),
+                (Shared::Files, "descriptor table"),
+                (Shared::Fs, "cwd/root/umask"),
+            ] {
+                if shares(a, b, what)? {
+                    return Err(DumpError::Unsupported {
+                        pid: a,
+                        what: format!("shares its {name} with pid {b} (clone without a new one); not supported yet"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Namespace ids (the same for every process: namespaces are not dumped yet) and the
 /// per-process object ids.
 const NS_IDS: [u32; 8] = [5, 6, 7, 8, 9, 10, 11, 12];
@@ -363,7 +393,9 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
         frozen_at - t0
     );
     let freezer = hold.as_ref().and_then(|h| h.record());
+    refuse_shared_tables(&members)?;
     let mut report = collect_tree(opts, dir, &mut members, freezer)?;
+
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
 
     check_interrupt()?;

@@ -382,3 +382,21 @@ pub fn die_by_signal(signal: i32) -> ! {
     unsafe { libc::raise(signal) };
     exit_now(128 + signal)
 }
+
+/// What two processes can share that `kcmp` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shared {
+    /// The address space (`CLONE_VM` without `CLONE_THREAD`, e.g. vfork).
+    Vm = 1,
+    /// The descriptor table (`CLONE_FILES`).
+    Files = 2,
+    /// cwd, root and umask (`CLONE_FS`).
+    Fs = 3,
+}
+
+/// Whether `pid1` and `pid2` share `what` (`kcmp`).
+pub fn shares(pid1: pid_t, pid2: pid_t, what: Shared) -> Result<bool> {
+    // SAFETY: kcmp takes plain integers and only compares kernel objects.
+    let ret = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, what as i32, 0, 0) };
+    check(ret, "kcmp", format!("pids {pid1} and {pid2}")).map(|r| r == 0)
+}
