@@ -399,6 +399,9 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
 
     check_interrupt()?;
+    // Frozen from the freeze until the images are complete (the kill or release that
+    // follows takes microseconds).
+    report.frozen_us = frozen_at.elapsed().as_micros() as u32;
     write_stats(opts, &report)?;
     check_interrupt()?;
     let stage = DumpStage::ImagesWritten;
