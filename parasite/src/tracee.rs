@@ -29,27 +29,8 @@ const ALL_SIGNALS: u64 = !0;
 impl Tracee {
     /// Seizes `pid` and stops it, reading its registers and signal mask.
     pub fn seize(pid: i32) -> Result<Tracee> {
-        ptrace::seize(pid, 0)?;
-        let stop = match Self::interrupt_and_wait(pid) {
-            Ok(stop) => stop,
-            Err(e) => {
-                let _ = ptrace::detach(pid, 0);
-                return Err(e);
-            }
-        };
-        let mut t = Tracee {
-            pid,
-            regs: ptrace::get_regs(pid).inspect_err(|_| {
-                let _ = ptrace::detach(pid, 0);
-            })?,
-            sigmask: 0,
-            stop,
-            syscall_ip: None,
-            mask_blocked: false,
-            detached: false,
-        };
-        t.sigmask = ptrace::get_sigmask(pid)?;
-        Ok(t)
+        Self::seize_nowait(pid)?;
+        Self::wait_seized(pid)
     }
 
     /// Seizes and interrupts `pid` without waiting for it to stop: a task of a frozen
@@ -58,7 +39,10 @@ impl Tracee {
     /// stopped cannot be detached).
     pub fn seize_nowait(pid: i32) -> Result<()> {
         ptrace::seize(pid, 0)?;
-        ptrace::interrupt(pid)?;
+        if let Err(e) = ptrace::interrupt(pid) {
+            let _ = ptrace::detach(pid, 0);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -84,11 +68,6 @@ impl Tracee {
         };
         t.sigmask = ptrace::get_sigmask(pid)?;
         Ok(t)
-    }
-
-    fn interrupt_and_wait(pid: i32) -> Result<StopKind> {
-        ptrace::interrupt(pid)?;
-        Self::wait_interrupt_stop(pid)
     }
 
     fn wait_interrupt_stop(pid: i32) -> Result<StopKind> {
@@ -121,11 +100,6 @@ impl Tracee {
                 WaitStatus::StillAlive => {}
             }
         }
-    }
-
-    /// Seizes a task that is our own child waiting in `pause()` (restore).
-    pub fn seize_child(pid: i32) -> Result<Tracee> {
-        Self::seize(pid)
     }
 
     /// The task's PID.
