@@ -604,13 +604,6 @@ fn collect_one(
             what: "has seccomp filters; not supported yet".into(),
         });
     }
-    let timers = procfs::text(pid, "timers").unwrap_or_default();
-    if !timers.trim().is_empty() {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: "has POSIX timers; not supported yet".into(),
-        });
-    }
     let (tc, remote_mm) = task::collect_process(&mut threads[0], mem, scratch, stat)?;
     let mut cores = Vec::with_capacity(threads.len());
     for t in threads.iter_mut() {

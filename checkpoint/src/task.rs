@@ -209,7 +209,7 @@ pub fn collect_process(
         real: itimer(libc::ITIMER_REAL as u64)?,
         virt: itimer(libc::ITIMER_VIRTUAL as u64)?,
         prof: itimer(libc::ITIMER_PROF as u64)?,
-        posix: Vec::new(),
+        posix: posix_timers(t, mem, scratch)?,
     };
     t.syscall_ok(
         "prctl",
@@ -290,4 +290,81 @@ pub fn core_entry(th: ThreadState, tc: Option<pb::TaskCoreEntry>) -> pb::CoreEnt
         thread_core: Some(th.thread_core),
         ..Default::default()
     }
+}
+
+/// The process's POSIX timers: what `/proc/PID/timers` says of each (id, signal, value,
+/// notification, clock), and its remaining time and overrun read by remote calls.
+fn posix_timers(
+    t: &mut Tracee,
+    mem: &ProcMem,
+    scratch: &Scratch,
+) -> Result<Vec<pb::PosixTimerEntry>> {
+    let pid = t.pid();
+    let text = crate::procfs::text(pid, "timers")?;
+    let bad = |line: &str| DumpError::Proc {
+        path: format!("/proc/{pid}/timers"),
+        what: format!("cannot parse {line:?}"),
+    };
+    let mut out = Vec::new();
+    let mut cur: Option<pb::PosixTimerEntry> = None;
+    for line in text.lines() {
+        let (key, val) = line.split_once(':').ok_or_else(|| bad(line))?;
+        let val = val.trim();
+        match key {
+            "ID" => {
+                out.extend(cur.take());
+                cur = Some(pb::PosixTimerEntry {
+                    it_id: val.parse().map_err(|_| bad(line))?,
+                    ..Default::default()
+                });
+            }
+            "signal" => {
+                let e = cur.as_mut().ok_or_else(|| bad(line))?;
+                let (signo, ptr) = val.split_once('/').ok_or_else(|| bad(line))?;
+                e.si_signo = signo.parse().map_err(|_| bad(line))?;
+                e.sival_ptr = u64::from_str_radix(ptr, 16).map_err(|_| bad(line))?;
+            }
+            "notify" => {
+                // "signal/pid.N", "none/pid.N", "thread/tid.N" ...
+                let e = cur.as_mut().ok_or_else(|| bad(line))?;
+                let (how, target) = val.split_once('/').ok_or_else(|| bad(line))?;
+                let base = match how {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD,
+                    _ => return Err(bad(line)),
+                } as u32;
+                let (kind, id) = target.split_once('.').ok_or_else(|| bad(line))?;
+                if kind == "tid" {
+                    e.it_sigev_notify = base | libc::SIGEV_THREAD_ID as u32;
+                    e.notify_thread_id = Some(id.parse().map_err(|_| bad(line))?);
+                } else {
+                    e.it_sigev_notify = base;
+                }
+            }
+            "ClockID" => {
+                cur.as_mut().ok_or_else(|| bad(line))?.clock_id =
+                    val.parse().map_err(|_| bad(line))?
+            }
+            _ => {}
+        }
+    }
+    out.extend(cur);
+    for e in &mut out {
+        t.syscall_ok(
+            "timer_gettime",
+            libc::SYS_timer_gettime,
+            [u64::from(e.it_id), scratch.addr, 0, 0, 0, 0],
+        )?;
+        let mut b = [0u8; 32];
+        mem.read(scratch.addr, &mut b)?;
+        let w: Vec<u64> = words(&b).collect();
+        (e.isec, e.insec, e.vsec, e.vnsec) = (w[0], w[1], w[2], w[3]);
+        e.overrun = t.syscall_ok(
+            "timer_getoverrun",
+            libc::SYS_timer_getoverrun,
+            [u64::from(e.it_id), 0, 0, 0, 0, 0],
+        )? as u32;
+    }
+    Ok(out)
 }

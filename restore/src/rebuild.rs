@@ -158,6 +158,8 @@ pub fn rebuild(
     set_thread_state(&mut c, plan.pid, &plan.thread_info, &plan.thread_core)?;
     set_process_state(&mut c, plan)?;
     let threads = create_threads(&mut c, plan, tramp)?;
+    // After the threads: a timer may signal one of them.
+    set_posix_timers(&mut c, plan)?;
     log::debug!(
         "pid {}: {} more threads created at {:?}",
         plan.pid,
@@ -839,5 +841,69 @@ fn set_registers(t: &mut Tracee, ti: &pb::ThreadInfoX86, sigmask: u64) -> Result
     ptrace::set_regset(tid, ptrace::NT_X86_XSTATE, &buf)?;
     t.set_saved_regs(regs);
     t.set_saved_sigmask(sigmask);
+    Ok(())
+}
+
+/// `prctl` that makes `timer_create` take the id it is given (Linux 6.15+).
+const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+
+/// Recreates the process's POSIX timers with their ids, notification and remaining time.
+fn set_posix_timers(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
+    let timers = plan
+        .tc
+        .timers
+        .as_ref()
+        .map(|t| t.posix.as_slice())
+        .unwrap_or_default();
+    if timers.is_empty() {
+        return Ok(());
+    }
+    c.call(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS)",
+        libc::SYS_prctl,
+        [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
+    )
+    .map_err(|e| {
+        RestoreError::Unsupported(format!(
+            "restoring POSIX timers with their ids needs Linux 6.15 or later: {e}"
+        ))
+    })?;
+    for t in timers {
+        // struct sigevent: value, signo, notify, then the target thread id.
+        let mut ev = vec![0u8; 64];
+        ev[0..8].copy_from_slice(&t.sival_ptr.to_le_bytes());
+        ev[8..12].copy_from_slice(&t.si_signo.to_le_bytes());
+        ev[12..16].copy_from_slice(&t.it_sigev_notify.to_le_bytes());
+        ev[16..20].copy_from_slice(&t.notify_thread_id.unwrap_or(0).to_le_bytes());
+        let ev_at = c.put(0, &ev)?;
+        let id_at = c.put(128, &t.it_id.to_le_bytes())?;
+        c.call(
+            "timer_create",
+            libc::SYS_timer_create,
+            [u64::from(t.clock_id), ev_at, id_at, 0, 0, 0],
+        )?;
+        let mut got = [0u8; 4];
+        c.mem.read(id_at, &mut got)?;
+        if u32::from_le_bytes(got) != t.it_id {
+            return Err(RestoreError::Rebuild(format!(
+                "POSIX timer {} was created as {}",
+                t.it_id,
+                u32::from_le_bytes(got)
+            )));
+        }
+        if t.vsec != 0 || t.vnsec != 0 {
+            let spec = c.put(256, &words(&[t.isec, t.insec, t.vsec, t.vnsec]))?;
+            c.call(
+                "timer_settime",
+                libc::SYS_timer_settime,
+                [u64::from(t.it_id), 0, spec, 0, 0, 0],
+            )?;
+        }
+    }
+    c.call(
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS)",
+        libc::SYS_prctl,
+        [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
+    )?;
     Ok(())
 }
