@@ -22,7 +22,7 @@ mod task;
 pub mod x86;
 
 pub use hook::{DumpHook, DumpStage};
-pub use memory::{madv, status as vma_status, PAGE};
+pub use memory::{is_perf_data, madv, status as vma_status, PAGE, PERF_DATA_KEY};
 
 use stasis_images::{names, pb, ImageDir, ImageKind};
 use stasis_parasite::{ProcMem, Scratch, Tracee};
@@ -638,6 +638,8 @@ fn collect_one(
     );
     let vmas = memory::collect_vmas(pid, &maps, files)?;
     let shared = memory::shared_contents(pid, &vmas, &mut files.side.shmem_dumped)?;
+    let perf = memory::perf_data_contents(pid, &maps, &vmas, &mut files.side.shmem_dumped)?;
+    files.side.memfd_contents.extend(perf);
     files.side.memfd_contents.extend(shared);
 
     let empty: std::collections::HashSet<u64> = maps

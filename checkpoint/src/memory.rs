@@ -427,3 +427,46 @@ pub fn shared_contents(
     }
     Ok(out)
 }
+
+/// Key of a JVM perf-data file's saved contents among the shared-object images:
+/// `pagemap-shmem-<PERF_DATA_KEY | file id>.img` (real shmem ids are inode numbers).
+pub const PERF_DATA_KEY: u32 = 1 << 31;
+
+/// Whether a mapped file is a HotSpot perf-data file (`/tmp/hsperfdata_<user>/<pid>`): any
+/// JVM that starts later deletes the file of a dead pid, so its contents are kept.
+pub fn is_perf_data(path: &str) -> bool {
+    path.starts_with("/tmp/hsperfdata_")
+}
+
+/// The contents of the task's shared-mapped JVM perf-data files, keyed by
+/// [`PERF_DATA_KEY`] and their file id, once each.
+pub fn perf_data_contents(
+    pid: i32,
+    maps: &[Mapping],
+    vmas: &[pb::VmaEntry],
+    done: &mut std::collections::HashSet<u64>,
+) -> Result<Vec<crate::fds::memfd::Contents>> {
+    let mut out = Vec::new();
+    for m in maps.iter().filter(|m| m.shared && is_perf_data(&m.name)) {
+        let Some(v) = vmas
+            .iter()
+            .find(|v| v.start == m.start && v.status & status::FILE_SHARED != 0)
+        else {
+            continue;
+        };
+        let key = PERF_DATA_KEY | v.shmid as u32;
+        if !done.insert(u64::from(key)) {
+            continue;
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", v.start, v.end));
+        let data = std::fs::read(&path).map_err(|source| DumpError::Io { path, source })?;
+        let len = (data.len() as u64).div_ceil(PAGE) * PAGE;
+        let mut page_aligned = data;
+        page_aligned.resize(len as usize, 0);
+        out.push(crate::fds::memfd::Contents {
+            shmid: key,
+            chunks: vec![(0, page_aligned)],
+        });
+    }
+    Ok(out)
+}

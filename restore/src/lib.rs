@@ -155,6 +155,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             what: "the root is a zombie".into(),
         });
     };
+    // Perf-data files another JVM removed since the dump; removed again if this fails.
+    let mut perf_files = CreatedFiles(preflight::recreate_perf_data(&tree, &dir)?);
     let all_fds: Vec<plan::FdPlan> = tree.alive().flat_map(|p| p.fds.iter().cloned()).collect();
     let made = fds::create_all(&root_plan.objects, &all_fds, child::tree_high_fd(&tree) + 2)
         .map_err(|what| RestoreError::Child { pid: root, what })?;
@@ -234,6 +236,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             source,
         })?;
     }
+    // The restored tree owns the recreated files now.
+    perf_files.0.clear();
     log::info!(
         "restored pid {root} ({} processes) in {:?}",
         tree.tasks.len(),
@@ -496,3 +500,14 @@ const KNOWN_FEATURES: &[&str] = &[
     "rseq",
     "ptrace_get_rseq_conf",
 ];
+
+/// Files a restore created for the tree, removed if the restore fails before it is done.
+struct CreatedFiles(Vec<PathBuf>);
+
+impl Drop for CreatedFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -28,6 +28,11 @@ pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>) -> Result<(
         .filter(|v| v.status & vma::FILE_MASK != 0)
     {
         if let Some(f) = plan.files.get(&(v.shmid as u32)) {
+            // A JVM's perf-data file that another JVM removed meanwhile is recreated from
+            // the image (see `recreate_perf_data`).
+            if perf_data_saved(dir, v).is_some() && std::fs::metadata(&f.name).is_err() {
+                continue;
+            }
             paths.push(("mapped file", f.name.clone()));
         }
     }
@@ -154,4 +159,73 @@ fn check_xsave(plan: &TaskPlan) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The name of the saved contents of the perf-data file `v` maps, if the image has them.
+fn perf_data_saved(dir: &ImageDir, v: &stasis_images::pb::VmaEntry) -> Option<String> {
+    if v.status & vma::FILE_SHARED == 0 {
+        return None;
+    }
+    let name =
+        stasis_images::names::pagemap_shmem(stasis_checkpoint::PERF_DATA_KEY | v.shmid as u32);
+    dir.exists(&name).then_some(name)
+}
+
+/// Recreates every JVM perf-data file (`/tmp/hsperfdata_<user>/<pid>`) the tree maps
+/// that is gone (any JVM that starts deletes the files of dead pids), with its dumped
+/// contents, owner and mode. Returns the files created, for removal if the restore fails.
+pub fn recreate_perf_data(
+    tree: &crate::plan::TreePlan,
+    dir: &ImageDir,
+) -> Result<Vec<std::path::PathBuf>> {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let mut created = Vec::new();
+    for plan in tree.alive() {
+        for v in &plan.mm.vmas {
+            let (Some(f), Some(_)) = (plan.files.get(&(v.shmid as u32)), perf_data_saved(dir, v))
+            else {
+                continue;
+            };
+            if !stasis_checkpoint::is_perf_data(&f.name) || std::fs::metadata(&f.name).is_ok() {
+                continue;
+            }
+            let size = f.size.unwrap_or(v.pgoff + (v.end - v.start));
+            let entry = stasis_images::pb::MemfdInodeEntry {
+                shmid: stasis_checkpoint::PERF_DATA_KEY | v.shmid as u32,
+                size,
+                ..Default::default()
+            };
+            let chunks = crate::fds::memfd::read_contents(dir, &entry, &mut 0)?;
+            let path = std::path::PathBuf::from(&f.name);
+            let io = |source: std::io::Error| RestoreError::Io {
+                path: path.clone(),
+                source,
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io)?;
+            created.push(path.clone());
+            for (off, data) in &chunks {
+                file.write_all_at(data, *off).map_err(io)?;
+            }
+            file.set_len(size).map_err(io)?;
+            file.set_permissions(std::fs::Permissions::from_mode(
+                f.mode.unwrap_or(0o600) & 0o7777,
+            ))
+            .map_err(io)?;
+            if let Some(cr) = plan.thread_core.creds.as_ref() {
+                std::os::unix::fs::chown(&path, Some(cr.uid), Some(cr.gid)).map_err(io)?;
+            }
+            log::info!(
+                "recreated the JVM perf-data file {} ({size} bytes) that was gone",
+                path.display()
+            );
+        }
+    }
+    Ok(created)
 }

@@ -667,10 +667,15 @@ fn set_process_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
             (libc::ITIMER_VIRTUAL, &timers.virt),
             (libc::ITIMER_PROF, &timers.prof),
         ] {
-            if it.vsec == 0 && it.vusec == 0 {
-                continue;
-            }
-            let a = c.put(0, &words(&[it.isec, it.iusec, it.vsec, it.vusec]))?;
+            // A periodic timer that expired while the task was frozen reads as value 0
+            // with its signal pending: the kernel would re-arm it (one interval on) when
+            // that signal is taken, which the restored task cannot make it do. Arm it so.
+            let (vsec, vusec) = match (it.vsec, it.vusec) {
+                (0, 0) if it.isec != 0 || it.iusec != 0 => (it.isec, it.iusec),
+                (0, 0) => continue,
+                v => v,
+            };
+            let a = c.put(0, &words(&[it.isec, it.iusec, vsec, vusec]))?;
             c.call(
                 "setitimer",
                 libc::SYS_setitimer,

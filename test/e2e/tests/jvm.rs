@@ -70,6 +70,15 @@ fn openjdk_17_with_default_flags_continues_with_its_heap_and_threads_after_resto
         maps.contains("hsperfdata"),
         "the JVM maps its perf-data file"
     );
+    let perf_file: String = maps
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .last()
+                .filter(|p| p.contains("hsperfdata"))
+                .map(str::to_string)
+        })
+        .expect("the perf-data file's path");
 
     let images = dir.subdir("images");
     dump(&images, pid, &[]).assert_success();
@@ -81,6 +90,8 @@ fn openjdk_17_with_default_flags_continues_with_its_heap_and_threads_after_resto
         .len();
     assert_eq!(listed, threads, "every JVM thread is in the image");
 
+    // Any JVM that starts now deletes the perf-data file of the dead pid: do the same.
+    std::fs::remove_file(&perf_file).expect("remove the dumped JVM's perf-data file");
     let before = log.lines();
     let last = before
         .iter()
@@ -88,6 +99,10 @@ fn openjdk_17_with_default_flags_continues_with_its_heap_and_threads_after_resto
         .find_map(|l| parse(l))
         .expect("a tick before the dump");
     restore(&images, &[]).assert_success();
+    assert!(
+        std::path::Path::new(&perf_file).exists(),
+        "restore recreated {perf_file}"
+    );
     let after = log.wait_lines_after(before.len(), 4, LINE_TIMEOUT);
     let next: Vec<(u64, u64, String, u64)> = after.iter().filter_map(|l| parse(l)).collect();
     assert!(next.len() >= 4, "the JVM ticks after restore: {after:?}");
