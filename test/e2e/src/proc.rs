@@ -319,6 +319,27 @@ impl Drop for ProcessGuard {
     }
 }
 
+/// Starts `cmd` with stdin, stdout and stderr on /dev/null and returns its pid with a
+/// guard that kills and reaps it (`marker` as for [`ProcessGuard::new`]). The Child
+/// handle is dropped: the pid is reaped by number, as after a restore. For a program
+/// that must lead its own session, build `cmd` as `setsid PROGRAM ...` (setsid execs in
+/// place when it is not a group leader, so the pid is the program's).
+pub fn spawn_guarded(
+    mut cmd: std::process::Command,
+    marker: impl Into<String>,
+) -> (Pid, ProcessGuard) {
+    become_subreaper();
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    let pid = child.id() as Pid;
+    drop(child);
+    (pid, ProcessGuard::new(pid, marker))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,25 +125,19 @@ impl LiveJvm {
         proc::become_subreaper();
         let ready = dir.join(format!("{tag}.ready"));
         let cpu_log = dir.join(format!("{tag}.os-cpu.log"));
-        let child = Command::new("setsid")
-            .arg(jdk.java())
+        let mut java = Command::new("setsid");
+        java.arg(jdk.java())
             .args(flags)
             .arg(format!("-Xlog:os+cpu:file={}", cpu_log.display()))
             .args(["-Xms8m", "-Xmx48m", "-XX:+UseSerialGC", "-cp"])
             .arg(classes)
             .arg("GateSleeper")
-            .arg(&ready)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start java");
-        let pid = child.id() as Pid;
-        drop(child);
+            .arg(&ready);
+        let (pid, guard) = proc::spawn_guarded(java, ready.to_string_lossy());
         let jvm = LiveJvm {
             pid,
             cpu_log,
-            _guard: ProcessGuard::new(pid, ready.to_string_lossy()),
+            _guard: guard,
         };
         LogFile::new(&ready).wait_for("the JVM to start", LINE_TIMEOUT, |lines| {
             lines

@@ -3,10 +3,10 @@
 //! killed, restored, and continues with its heap state intact.
 
 use stasis_e2e::log::ticks;
-use stasis_e2e::proc::{self, Pid, ProcessGuard};
+use stasis_e2e::proc;
 use stasis_e2e::{crit_decode_all, dump, restore, LogFile, ScratchDir, LINE_TIMEOUT};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Compiles the Java workload into `dir` with the installed javac.
 fn compile(dir: &Path) {
@@ -45,19 +45,12 @@ fn openjdk_17_with_default_flags_continues_with_its_heap_and_threads_after_resto
     let log_path = dir.join("jvm.log");
     let log = LogFile::new(&log_path);
     // setsid execs java in place (the child is not a group leader): the pid is java's.
-    let child = Command::new("setsid")
-        .args(["java", "-cp"])
+    let mut java = Command::new("setsid");
+    java.args(["java", "-cp"])
         .arg(dir.path())
         .arg("Counter")
-        .arg(&log_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start java");
-    let pid = child.id() as Pid;
-    drop(child);
-    let _guard = ProcessGuard::new(pid, log_path.to_string_lossy());
+        .arg(&log_path);
+    let (pid, _guard) = proc::spawn_guarded(java, log_path.to_string_lossy());
     log.wait_for("three ticks", LINE_TIMEOUT * 3, |l| {
         (ticks(l).len() >= 3).then_some(())
     });
