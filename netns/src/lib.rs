@@ -2,12 +2,21 @@
 //! network lock (nftables) held across dump and restore, and TCP connection repair
 //! (`TCP_REPAIR`) as a reusable module in the spirit of CRIU's libsoccr.
 //!
-//! Implemented so far: [`tcp`], the repair of one TCP connection — reading its whole
-//! state out of a socket and building a new socket that continues it. Namespaces, links
-//! and the network lock are still to come.
+//! * [`tcp`]: the repair of one TCP connection — reading its whole state out of a socket
+//!   and building a new socket that continues it.
+//! * [`ns`]: a network namespace's links (loopback, veth), addresses, routes, rules,
+//!   nftables ruleset and sysctls, dumped into and restored from CRIU's images
+//!   ([`dump_netns`], [`restore_netns`]), with external veths (`--external veth[IN]:OUT`).
+//! * [`mod@lock`]: the nftables network lock held across dump and restore ([`lock()`],
+//!   [`unlock()`], and the [`NetLock`] guard that unlocks when dropped).
 #![forbid(unsafe_code)]
 
+pub mod lock;
+pub mod ns;
 pub mod tcp;
+
+pub use lock::{lock, unlock, NetLock};
+pub use ns::{dump_netns, restore_netns, NetnsError};
 
 /// What can go wrong while repairing a connection. Messages name the socket.
 #[derive(Debug, thiserror::Error)]
