@@ -16,6 +16,7 @@ mod cpu_record;
 mod fds;
 mod files;
 mod hook;
+pub mod ipc;
 mod memory;
 mod procfs;
 mod task;

@@ -14,6 +14,7 @@ mod child;
 mod cpu_gate;
 mod fds;
 mod hook;
+mod ipc;
 mod layout;
 mod plan;
 mod preflight;

@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod error;
 pub mod fd;
 pub mod fdops;
+pub mod ipc;
 pub mod mem;
 pub mod process;
 pub mod ptrace;
