@@ -15,10 +15,18 @@ use crate::{DumpError, Result};
 /// The record's file name, which a failed dump removes with the images.
 pub(crate) const RECORD_FILE: &str = image::RECORD_FILE;
 
-/// Writes the CPU record of the dump in `dir`.
-pub(crate) fn write(dir: &ImageDir) -> Result<()> {
-    let pids = image::tree_pids(dir).map_err(dump_error)?;
-    let record = image::dump_record(dir, &pids).map_err(dump_error)?;
+/// Writes the CPU record of the dump in `dir`; `pids` are the processes of the tree,
+/// (host PID, PID in the image).
+pub(crate) fn write(dir: &ImageDir, pids: &[(i32, i32)]) -> Result<()> {
+    let host: Vec<i32> = pids.iter().map(|p| p.0).collect();
+    let mut record = image::dump_record(dir, &host).map_err(dump_error)?;
+    let virt = |h: i32| pids.iter().find(|p| p.0 == h).map_or(h, |p| p.1);
+    for j in record.jvms.iter_mut() {
+        j.pid = virt(j.pid);
+    }
+    for u in record.unchecked_jvms.iter_mut() {
+        u.pid = virt(u.pid);
+    }
     for j in &record.jvms {
         log::info!(
             "pid {}: Java {}, {} HotSpot features (from {}): {}",

@@ -18,6 +18,8 @@ mod files;
 mod hook;
 pub mod ipc;
 mod memory;
+pub mod mounts;
+pub mod ns;
 mod procfs;
 mod task;
 pub mod x86;
@@ -91,6 +93,12 @@ pub struct DumpOptions {
     /// `--freeze-cgroup`: freeze the tasks through this freezer cgroup (v1 or v2)
     /// before seizing them.
     pub freeze_cgroup: Option<PathBuf>,
+    /// External mounts, `KEY:VAL` as CRIU's `--ext-mount-map` / `--external mnt[KEY]:VAL`:
+    /// the mount at mount point KEY is not dumped but recorded as external with key VAL.
+    pub external_mounts: Vec<(String, String)>,
+    /// Namespaces (clone flags) whose contents are not dumped (`--empty-ns net`): the
+    /// restore gives the tree a new, empty one.
+    pub empty_ns: i32,
 }
 
 /// Timings and counters of a finished dump.
@@ -167,21 +175,19 @@ fn remove_new_files(p: &Path, before: &[String]) {
 
 /// What each process of the tree must satisfy: no namespace of its own, and a session
 /// stasis can recreate (its own, or its parent's; the root's own unless a shell job).
-fn preflight(pid: i32, parent: Option<&procfs::Stat>, shell_job: bool) -> Result<procfs::Stat> {
+fn preflight(
+    pid: i32,
+    root: i32,
+    parent: Option<&procfs::Stat>,
+    shell_job: bool,
+) -> Result<procfs::Stat> {
     let stat = procfs::stat(pid)?;
     // A zombie has no namespaces left to compare.
     let zombie = matches!(stat.state, 'Z' | 'X');
-    for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"]
-        .into_iter()
-        .filter(|_| !zombie)
-    {
-        let mine = procfs::ns_inode(std::process::id() as i32, ns)?;
-        if procfs::ns_inode(pid, ns)? != mine {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!("lives in its own {ns} namespace; namespaces are not supported yet"),
-            });
-        }
+    if pid == root {
+        ns::of_root(pid)?;
+    } else if !zombie {
+        ns::same_as_root(pid, root)?;
     }
     match parent {
         None if stat.sid != pid && !shell_job => {
@@ -287,7 +293,7 @@ fn freeze_tree(
             Member::Alive { pid: p, stat, .. } if *p == ppid => Some(stat),
             _ => None,
         });
-        let stat = preflight(pid, parent, shell_job)?;
+        let stat = preflight(pid, root, parent, shell_job)?;
         if matches!(stat.state, 'Z' | 'X') {
             if pid == root {
                 return Err(DumpError::Unsupported {
@@ -345,30 +351,22 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
     Ok(())
 }
 
-/// Namespace ids (the same for every process: namespaces are not dumped yet) and the
-/// per-process object ids.
-const NS_IDS: [u32; 8] = [5, 6, 7, 8, 9, 10, 11, 12];
-
-fn ids_of(index: usize) -> pb::TaskKobjIdsEntry {
+/// The per-process object ids, with the namespace ids of `own`.
+fn ids_of(index: usize, own: &ns::OwnNamespaces) -> pb::TaskKobjIdsEntry {
     let base = if index == 0 {
         1
     } else {
         13 + 4 * (index as u32 - 1)
     };
-    pb::TaskKobjIdsEntry {
+    let mut ids = pb::TaskKobjIdsEntry {
         vm_id: base,
         files_id: base + 1,
         fs_id: base + 2,
         sighand_id: base + 3,
-        pid_ns_id: Some(NS_IDS[0]),
-        net_ns_id: Some(NS_IDS[1]),
-        ipc_ns_id: Some(NS_IDS[2]),
-        uts_ns_id: Some(NS_IDS[3]),
-        mnt_ns_id: Some(NS_IDS[4]),
-        user_ns_id: Some(NS_IDS[5]),
-        cgroup_ns_id: Some(NS_IDS[6]),
-        time_ns_id: Some(NS_IDS[7]),
-    }
+        ..Default::default()
+    };
+    own.apply(&mut ids);
+    ids
 }
 
 fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
@@ -395,7 +393,19 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     );
     let freezer = hold.as_ref().and_then(|h| h.record());
     refuse_shared_tables(&members)?;
-    let mut report = collect_tree(opts, dir, &mut members, freezer)?;
+    let own = ns::of_root(opts.pid)?;
+    let mut pids = ns::PidMap::default();
+    for m in &members {
+        match m {
+            Member::Alive { pid, threads, .. } => {
+                let tids: Vec<i32> = threads.iter().map(|t| t.pid()).collect();
+                pids.add(*pid, &tids)?
+            }
+            Member::Zombie { pid, .. } => pids.add(*pid, &[*pid])?,
+        }
+    }
+    let mut report = collect_tree(opts, dir, &mut members, freezer, &own, &pids)?;
+    dump_namespaces(opts, dir, &own)?;
 
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
 
@@ -442,6 +452,8 @@ fn collect_tree(
     dir: &ImageDir,
     members: &mut [Member],
     freezer: Option<stasis_cgroup::FreezerRecord>,
+    own: &ns::OwnNamespaces,
+    pids: &ns::PidMap,
 ) -> Result<DumpReport> {
     let mut cgroups = cgroups::Cgroups::new()?;
     let mut files = files::FileTable::default();
@@ -458,7 +470,7 @@ fn collect_tree(
                 stat,
                 threads,
             } => {
-                let ids = ids_of(index);
+                let ids = ids_of(index, own);
                 let (entry, r, fdinfo) = collect_process(
                     opts,
                     dir,
@@ -470,6 +482,7 @@ fn collect_tree(
                     &ids,
                     index as u32 + 1,
                     &mut cgroups,
+                    pids,
                 )?;
                 for f in &fdinfo {
                     users.entry(f.id).or_default().push(*pid);
@@ -491,13 +504,14 @@ fn collect_tree(
                     }),
                     ..Default::default()
                 };
-                dir.write_one(ImageKind::CORE, &names::core(*pid as u32), &core)?;
+                let vpid = pids.virt(*pid) as u32;
+                dir.write_one(ImageKind::CORE, &names::core(vpid), &core)?;
                 tree.push(pb::PstreeEntry {
-                    pid: *pid as u32,
-                    ppid: *ppid as u32,
-                    pgid: stat.pgid as u32,
-                    sid: stat.sid as u32,
-                    threads: vec![*pid as u32],
+                    pid: vpid,
+                    ppid: pids.virt(*ppid) as u32,
+                    pgid: pids.virt_leader(stat.pgid) as u32,
+                    sid: pids.virt_leader(stat.sid) as u32,
+                    threads: vec![vpid],
                 });
             }
         }
@@ -525,14 +539,20 @@ fn collect_tree(
         &pb::SeccompEntry::default(),
     )?;
     dir.write(ImageKind::PSTREE, names::PSTREE, &tree)?;
-    cpu_record::write(dir)?;
+    let tree_pids: Vec<(i32, i32)> = members
+        .iter()
+        .map(|m| match m {
+            Member::Alive { pid, .. } | Member::Zombie { pid, .. } => (*pid, pids.virt(*pid)),
+        })
+        .collect();
+    cpu_record::write(dir, &tree_pids)?;
     cgroups.write(dir, freezer)?;
     let root_ids = pb::TaskKobjIdsEntry {
         vm_id: 13 + 4 * members.len() as u32,
         files_id: 14 + 4 * members.len() as u32,
         fs_id: 15 + 4 * members.len() as u32,
         sighand_id: 16 + 4 * members.len() as u32,
-        ..ids_of(0)
+        ..ids_of(0, &ns::OwnNamespaces::default())
     };
     let inventory = pb::InventoryEntry {
         img_version: 2,
@@ -566,6 +586,7 @@ fn collect_process(
     ids: &pb::TaskKobjIdsEntry,
     pages_id: u32,
     cgroups: &mut cgroups::Cgroups,
+    pids: &ns::PidMap,
 ) -> Result<(pb::PstreeEntry, DumpReport, Vec<pb::FdinfoEntry>)> {
     let mem = ProcMem::open(pid)?;
     let ip = threads[0].find_syscall_ip(&mem)?;
@@ -574,7 +595,7 @@ fn collect_process(
     }
     let scratch = Scratch::map(&mut threads[0], 4096)?;
     let collected = collect_one(
-        opts, dir, pid, ppid, stat, threads, &mem, &scratch, files, ids, pages_id, cgroups,
+        opts, dir, pid, ppid, stat, threads, &mem, &scratch, files, ids, pages_id, cgroups, pids,
     );
     // The scratch page goes before anything else happens to the task.
     let unmapped = scratch.unmap(&mut threads[0]);
@@ -597,6 +618,7 @@ fn collect_one(
     ids: &pb::TaskKobjIdsEntry,
     pages_id: u32,
     cgroups: &mut cgroups::Cgroups,
+    pids: &ns::PidMap,
 ) -> Result<(pb::PstreeEntry, DumpReport, Vec<pb::FdinfoEntry>)> {
     let status = procfs::status(pid)?;
     if status.seccomp != 0 {
@@ -612,6 +634,14 @@ fn collect_one(
         let tc = (th.tid == pid).then(|| tc.clone());
         let tid = th.tid;
         let mut core = task::core_entry(th, tc);
+        for t in core
+            .tc
+            .iter_mut()
+            .filter_map(|tc| tc.timers.as_mut())
+            .flat_map(|t| t.posix.iter_mut())
+        {
+            t.notify_thread_id = t.notify_thread_id.map(|h| pids.virt(h));
+        }
         let cg_set = Some(cgroups.set_of(tid)?);
         if let Some(thread_core) = core.thread_core.as_mut() {
             thread_core.cg_set = cg_set;
@@ -693,9 +723,9 @@ fn collect_one(
     };
     check_interrupt()?;
 
-    let upid = pid as u32;
+    let upid = pids.virt(pid) as u32;
     for (tid, core) in &cores {
-        dir.write_one(ImageKind::CORE, &names::core(*tid as u32), core)?;
+        dir.write_one(ImageKind::CORE, &names::core(pids.virt(*tid) as u32), core)?;
     }
     dir.write_one(ImageKind::IDS, &names::ids(upid), ids)?;
     dir.write_one(ImageKind::MM, &names::mm(upid), &mm)?;
@@ -704,12 +734,28 @@ fn collect_one(
     dir.write_one(ImageKind::FS, &names::fs(upid), &fs)?;
     let entry = pb::PstreeEntry {
         pid: upid,
-        ppid: ppid as u32,
-        pgid: stat.pgid as u32,
-        sid: stat.sid as u32,
-        threads: cores.iter().map(|(tid, _)| *tid as u32).collect(),
+        ppid: pids.virt(ppid) as u32,
+        pgid: pids.virt_leader(stat.pgid) as u32,
+        sid: pids.virt_leader(stat.sid) as u32,
+        threads: cores
+            .iter()
+            .map(|(tid, _)| pids.virt(*tid) as u32)
+            .collect(),
     };
     Ok((entry, report, fdinfo))
+}
+
+/// Writes the images of the root's own namespaces (all but the pid namespace, which is
+/// the tree itself, and a network namespace asked to be restored empty).
+fn dump_namespaces(opts: &DumpOptions, dir: &ImageDir, own: &ns::OwnNamespaces) -> Result<()> {
+    let pid = opts.pid;
+    if own.has("uts") {
+        ns::dump_uts(pid, dir, own.id(3))?;
+    }
+    if own.has("mnt") {
+        mounts::dump(pid, dir, own.id(4), &opts.external_mounts)?;
+    }
+    Ok(())
 }
 
 fn write_stats(opts: &DumpOptions, r: &DumpReport) -> Result<()> {

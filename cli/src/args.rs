@@ -41,6 +41,18 @@ pub struct Args {
     pub json: bool,
     pub version: bool,
     pub help: bool,
+    /// `--root DIR`: the root of a restored mount namespace.
+    pub root: Option<PathBuf>,
+    /// `--ext-mount-map KEY:VAL` and `--external mnt[KEY]:VAL`, in order.
+    pub ext_mounts: Vec<(String, String)>,
+    /// `--ext-mount-map auto`: mounts from outside the container are external, keyed by
+    /// their mount point.
+    pub ext_mount_auto: bool,
+    /// `--external veth[IN]:OUT` (and `--veth-pair IN=OUT`): a veth inside the restored
+    /// network namespace and its peer's name on the host.
+    pub veths: Vec<(String, String)>,
+    /// `--empty-ns net`: clone flags of the namespaces restored empty.
+    pub empty_ns: i32,
     /// Positional arguments after the verb (for example `swrk <fd>`).
     pub rest: Vec<String>,
 }
@@ -70,13 +82,9 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--port",
     "--prev-images-dir",
     "--lazy-pages",
-    "--external",
-    "--ext-mount-map",
     "--inherit-fd",
     "--join-ns",
-    "--root",
     "--action-script",
-    "--veth-pair",
     "--network-lock",
     "--lsm-profile",
 ];
@@ -166,6 +174,55 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
             }
             "--cpu" => a.cpu = true,
             "--freeze-cgroup" => a.freeze_cgroup = Some(value(&mut it)?.into()),
+            "--root" => a.root = Some(value(&mut it)?.into()),
+            "--ext-mount-map" => {
+                let v = value(&mut it)?;
+                if v == "auto" {
+                    a.ext_mount_auto = true;
+                } else {
+                    let (k, val) = v.split_once(':').ok_or_else(|| ArgError::Invalid {
+                        opt: name.clone(),
+                        value: v.clone(),
+                        what: "mount map (KEY:VAL or auto)",
+                    })?;
+                    a.ext_mounts.push((k.to_string(), val.to_string()));
+                }
+            }
+            "--external" => {
+                let v = value(&mut it)?;
+                let invalid = || ArgError::Invalid {
+                    opt: name.clone(),
+                    value: v.clone(),
+                    what: "external resource (mnt[KEY]:VAL or veth[IN]:OUT)",
+                };
+                let (kind, rest) = v.split_once('[').ok_or_else(invalid)?;
+                let (key, val) = rest.split_once("]:").ok_or_else(invalid)?;
+                match kind {
+                    "mnt" => a.ext_mounts.push((key.to_string(), val.to_string())),
+                    "veth" => a.veths.push((key.to_string(), val.to_string())),
+                    _ => return Err(ArgError::Unsupported(format!("--external {kind}[...]"))),
+                }
+            }
+            "--veth-pair" => {
+                let v = value(&mut it)?;
+                let (i, o) = v.split_once('=').ok_or_else(|| ArgError::Invalid {
+                    opt: name.clone(),
+                    value: v.clone(),
+                    what: "veth pair (IN=OUT)",
+                })?;
+                a.veths.push((i.to_string(), o.to_string()));
+            }
+            "--empty-ns" => {
+                let v = value(&mut it)?;
+                if v != "net" {
+                    return Err(ArgError::Invalid {
+                        opt: name.clone(),
+                        value: v,
+                        what: "namespace (only net can be restored empty)",
+                    });
+                }
+                a.empty_ns |= libc::CLONE_NEWNET;
+            }
             // CRIU's optional argument: `--manage-cgroups=MODE`, or a separate word that
             // is a mode; alone it means soft.
             "--manage-cgroups" => {

@@ -124,6 +124,8 @@ fn dump(args: &Args) -> Result<ExitCode> {
         freeze_cgroup: args.freeze_cgroup.clone(),
         ghost_limit: args.ghost_limit,
         file_locks: args.file_locks,
+        external_mounts: args.ext_mounts.clone(),
+        empty_ns: args.empty_ns,
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;
@@ -151,6 +153,8 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         cpu_cap: args.cpu_cap.clone(),
         manage_cgroups: args.manage_cgroups.unwrap_or_default(),
         cgroup_root: args.cgroup_root.clone(),
+        root: args.root.clone(),
+        external_mounts: args.ext_mounts.clone(),
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

@@ -85,9 +85,10 @@ pub(crate) struct Restoring {
 
 impl Restoring {
     /// Moves every forked task (still running stasis's code) into its cgroups.
-    pub(crate) fn enter_all(&self) -> Result<()> {
+    /// Moves every task (by its host PID, `host(image pid)`) into its cgroups.
+    pub(crate) fn enter_all(&self, host: &dyn Fn(i32) -> i32) -> Result<()> {
         for &(pid, set) in &self.sets {
-            self.prepared.enter(set, pid)?;
+            self.prepared.enter(set, host(pid))?;
         }
         Ok(())
     }

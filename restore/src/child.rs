@@ -7,8 +7,7 @@ use crate::fds::Made;
 use crate::plan::{TaskNode, TaskPlan, TreePlan};
 use stasis_sys::process;
 use stasis_sys::process::Forked;
-use std::os::fd::{IntoRawFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 
 /// The lowest descriptor number above every fd of the image (where the child parks its own).
 pub fn high_fd(plan: &TaskPlan) -> i32 {
@@ -31,27 +30,42 @@ fn report(fd: i32, pid: i32, msg: &str) {
     let _ = process::write_fd(fd, line.as_bytes());
 }
 
+/// What only the root of the tree does before it forks the rest: rebuild its new
+/// namespaces from inside, wait for stasis to finish them from outside, then create
+/// every file object of the tree (in the restored mount and network namespaces).
+pub struct RootSetup<'a> {
+    pub dir: &'a stasis_images::ImageDir,
+    pub mounts: &'a crate::ns::MountOptions,
+    /// Read end of the pipe on which stasis says the namespaces are complete.
+    pub go: Option<std::fs::File>,
+}
+
 /// Runs in the task `index` of the tree, forked by its parent with its PID; never
 /// returns. It recreates its session and group, forks its own children (zombies exit at
 /// once), rebuilds its descriptors and the rest of its own state, reports `R`, and
-/// waits to be seized.
+/// waits to be seized. The root (`made` is `None`) first runs [`RootSetup`].
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     tree: &TreePlan,
     index: usize,
-    images: &Path,
+    images: &std::fs::File,
     report_fd: i32,
     shell_job: bool,
-    made: Made,
+    made: Option<Made>,
     extra: &[i32],
+    root: Option<RootSetup<'_>>,
 ) -> ! {
     let hi = tree_high_fd(tree);
     let report_at = hi + 1;
     let pid = tree.tasks[index].pid();
     // Park the report pipe far above everything, close the rest (but the tree's parked
     // file objects), then put it in place.
-    let mut keep = made.raw_fds();
+    let mut keep = made.as_ref().map(Made::raw_fds).unwrap_or_default();
     keep.extend_from_slice(extra);
+    keep.push(images.as_raw_fd());
+    if let Some(go) = root.as_ref().and_then(|r| r.go.as_ref()) {
+        keep.push(go.as_raw_fd());
+    }
     let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
     match process::dup_at_least(report_fd, top + 1) {
         Ok(tmp) => {
@@ -78,6 +92,14 @@ pub fn run(
     if let Err(msg) = session(plan, index == 0, shell_job) {
         fail(msg)
     }
+    let made = match (made, root) {
+        (Some(made), _) => made,
+        (None, Some(r)) => match root_setup(tree, images, report_at, pid, r) {
+            Ok(made) => made,
+            Err(msg) => fail(msg),
+        },
+        (None, None) => fail("no file objects to inherit".into()),
+    };
     for child in tree.children(index) {
         let node = &tree.tasks[child];
         match process::fork_with_pid(&[node.pid()], 0) {
@@ -88,17 +110,25 @@ pub fn run(
                     exit_code,
                     ..
                 } => become_zombie(*pid, *pgid, *exit_code),
-                TaskNode::Alive(_) => run(tree, child, images, report_at, shell_job, made, extra),
+                TaskNode::Alive(_) => run(
+                    tree,
+                    child,
+                    images,
+                    report_at,
+                    shell_job,
+                    Some(made),
+                    extra,
+                    None,
+                ),
             },
             Ok(Forked::Parent(_)) => {}
             Err(e) => fail(format!("forking child pid {}: {e}", node.pid())),
         }
     }
-    let pages = images.join(&plan.pages_name);
-    let opened = std::fs::File::open(&pages)
-        .map_err(|e| format!("{}: {e}", pages.display()))
+    let opened = stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name)
+        .map_err(|e| format!("{}: {e}", plan.pages_name))
         .and_then(|f| {
-            let raw = OwnedFd::from(f).into_raw_fd();
+            let raw = f.into_raw_fd();
             let placed = process::dup3(raw, hi, 0).map_err(|e| e.to_string());
             if raw != hi {
                 process::close_fd(raw);
@@ -116,6 +146,31 @@ pub fn run(
         }
         Err(msg) => fail(msg),
     }
+}
+
+/// The root's own part: namespaces from inside, the go from stasis, the tree's files.
+fn root_setup(
+    tree: &TreePlan,
+    images: &std::fs::File,
+    report_at: i32,
+    pid: i32,
+    r: RootSetup<'_>,
+) -> Result<Made, String> {
+    crate::ns::setup_inside(&tree.ns, r.dir, images.as_fd(), r.mounts)?;
+    if let Some(mut go) = r.go {
+        report(report_at, pid, "N");
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut go, &mut byte) {
+            Ok(1) => {}
+            _ => return Err("stasis gave up on the namespaces".into()),
+        }
+    }
+    let TaskNode::Alive(root) = tree.root() else {
+        return Err("the root is a zombie".into());
+    };
+    let all_fds: Vec<crate::plan::FdPlan> =
+        tree.alive().flat_map(|p| p.fds.iter().cloned()).collect();
+    crate::fds::create_all(&root.objects, &all_fds, tree_high_fd(tree) + 2)
 }
 
 /// A task that was a zombie: it dies at once the way it died, and stays a zombie until

@@ -10,6 +10,9 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RestoreStage {
+    /// The root exists in its new namespaces (host PID `pid`), which it has rebuilt from
+    /// inside; nothing of the tree's own runs yet. CRIU's `setup-namespaces`.
+    NamespacesReady { pid: i32 },
     /// The task is rebuilt with its original pid and is still stopped: it has not run
     /// a single instruction of its own yet. An error from the hook here kills it.
     Restored { pid: i32 },
@@ -19,6 +22,9 @@ impl fmt::Display for RestoreStage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RestoreStage::Restored { pid } => write!(f, "once pid {pid} was rebuilt"),
+            RestoreStage::NamespacesReady { pid } => {
+                write!(f, "once the namespaces of pid {pid} were ready")
+            }
         }
     }
 }

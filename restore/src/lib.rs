@@ -16,6 +16,7 @@ mod fds;
 mod hook;
 mod ipc;
 mod layout;
+mod ns;
 mod plan;
 mod preflight;
 mod rebuild;
@@ -105,6 +106,11 @@ pub struct RestoreOptions {
     /// `--cgroup-root [CTRL:]PATH`: the recorded cgroups of a hierarchy (all, for `None`;
     /// cgroup v2 for `Some("")`) go under a new path.
     pub cgroup_root: Vec<(Option<String>, PathBuf)>,
+    /// `--root`: the directory that becomes the root of a restored mount namespace.
+    pub root: Option<PathBuf>,
+    /// External mounts, key recorded at dump → host path (`--ext-mount-map KEY:VAL`,
+    /// `--external mnt[KEY]:VAL`).
+    pub external_mounts: Vec<(String, String)>,
 }
 
 /// How a restore ended.
@@ -133,15 +139,22 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     for task in &tree.tasks {
         match task {
             TaskNode::Alive(plan) => {
-                preflight::check(plan, &dir, opts.cpu_cap.as_deref())?;
+                preflight::check(plan, &dir, opts.cpu_cap.as_deref(), tree.ns.flags)?;
                 fds::inet::check_options(&plan.objects, opts.tcp_established)?;
             }
-            TaskNode::Zombie { pid, .. } if process::pid_in_use(*pid) => {
+            TaskNode::Zombie { pid, .. }
+                if tree.ns.flags & libc::CLONE_NEWPID == 0 && process::pid_in_use(*pid) =>
+            {
                 return Err(RestoreError::PidTaken { pid: *pid })
             }
             TaskNode::Zombie { .. } => {}
         }
     }
+    let mount_opts = ns::MountOptions {
+        root: opts.root.clone(),
+        external: opts.external_mounts.clone(),
+    };
+    ns::preflight(&tree.ns, &dir, &mount_opts)?;
     let cgroups = cgroups::Cgroups::check(&dir, opts, &tree)?;
     log::debug!("preflight passed at {:?}", t0.elapsed());
     if opts.check_only {
@@ -150,7 +163,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let root = tree.root().pid();
     // Every file object of the tree, created once and parked above every image fd number,
     // so that the processes that share one inherit it (see `fds::create_all`).
-    let TaskNode::Alive(root_plan) = tree.root() else {
+    let TaskNode::Alive(_) = tree.root() else {
         return Err(RestoreError::BadImage {
             file: names::PSTREE.into(),
             what: "the root is a zombie".into(),
@@ -158,62 +171,123 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     };
     // Perf-data files another JVM removed since the dump; removed again if this fails.
     let mut perf_files = CreatedFiles(preflight::recreate_perf_data(&tree, &dir)?);
-    let all_fds: Vec<plan::FdPlan> = tree.alive().flat_map(|p| p.fds.iter().cloned()).collect();
-    let made = fds::create_all(&root_plan.objects, &all_fds, child::tree_high_fd(&tree) + 2)
-        .map_err(|what| RestoreError::Child { pid: root, what })?;
-    let (shmem, shmem_fds) = shared_objects(&tree, &dir, child::tree_high_fd(&tree) + 2)?;
-    let keep: Vec<i32> = shmem.values().copied().collect();
+    let floor = child::tree_high_fd(&tree) + 2;
+    let (shmem, shmem_fds) = shared_objects(&tree, &dir, floor)?;
+    // The images directory, by descriptor: the tasks open their pages through it, even
+    // after the root's pivot_root.
+    let images = std::fs::File::from(stasis_sys::fdops::dup_above(
+        std::os::fd::AsFd::as_fd(&ns::open_images(&opts.images_dir)?),
+        floor,
+    )?);
+    let mut keep: Vec<i32> = shmem.values().copied().collect();
+    keep.push(images.as_raw_fd());
     // Orphans of a failed restore are reparented to stasis, which reaps them.
 
     process::set_child_subreaper(true)?;
     // Created before the fork; removed again if the restore fails (after its tasks).
     let mut cgroups = cgroups.prepare()?;
-    let (mut reports, writer) = std::io::pipe().map_err(|source| RestoreError::Io {
+    let (reports, writer) = std::io::pipe().map_err(|source| RestoreError::Io {
         path: "pipe".into(),
         source,
     })?;
-    let flags = if opts.restore_sibling {
-        process::CLONE_PARENT
+    let with_ns = tree.ns.flags != 0;
+    let (go_read, mut go_write) = if with_ns {
+        let (r, w) = std::io::pipe().map_err(|source| RestoreError::Io {
+            path: "pipe".into(),
+            source,
+        })?;
+        (
+            Some(std::fs::File::from(std::os::fd::OwnedFd::from(r))),
+            Some(w),
+        )
     } else {
-        0
+        (None, None)
+    };
+    let mut flags = tree.ns.flags as u64;
+    if opts.restore_sibling {
+        flags |= process::CLONE_PARENT;
+    }
+    // In a new pid namespace the root is its init: PID 1 there, any PID on the host.
+    let set_tid: &[i32] = if tree.ns.flags & libc::CLONE_NEWPID != 0 {
+        &[]
+    } else {
+        std::slice::from_ref(&root)
     };
     let fork_at = Instant::now();
-    match process::fork_with_pid(&[root], flags) {
+    let root_host = match process::fork_with_pid(set_tid, flags) {
         Ok(Forked::Child) => {
             drop(reports);
+            drop(go_write);
+            let setup = child::RootSetup {
+                dir: &dir,
+                mounts: &mount_opts,
+                go: go_read,
+            };
             child::run(
                 &tree,
                 0,
-                &opts.images_dir,
+                &images,
                 writer.as_raw_fd(),
                 opts.shell_job,
-                made,
+                None,
                 &keep,
+                Some(setup),
             )
         }
-        Ok(Forked::Parent(_)) => {}
+        Ok(Forked::Parent(pid)) => pid,
         Err(e) if e.errno() == Some(libc::EEXIST) => {
             return Err(RestoreError::PidTaken { pid: root })
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     drop(writer);
+    drop(go_read);
     // The parked objects live on in the tree; stasis's copies go.
-    drop(made);
     drop(shmem_fds);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
-    let built = wait_ready(&tree, &mut reports)
-        .and_then(|()| cgroups.enter_all())
-        .and_then(|()| build_all(&tree, &dir, &opts.hook, &mut cgroups, &shmem));
+    let mut reports = Reports::new(reports);
+    let mut hosts = Hosts::identity();
+    let built = (|| {
+        if let Some(go) = go_write.as_mut() {
+            reports.wait_for(&[1], "N")?;
+            let stage = RestoreStage::NamespacesReady { pid: root_host };
+            opts.hook
+                .call(stage)
+                .map_err(|what| RestoreError::Stopped { stage, what })?;
+            std::io::Write::write_all(go, b"g").map_err(|source| RestoreError::Io {
+                path: "namespace pipe".into(),
+                source,
+            })?;
+        }
+        let alive: Vec<i32> = tree.alive().map(|p| p.pid).collect();
+        reports.wait_for(&alive, "R")?;
+        if tree.ns.flags & libc::CLONE_NEWPID != 0 {
+            hosts = Hosts(Some(ns::host_pids(root_host)?));
+        }
+        cgroups.enter_all(&|p| hosts.get(p))?;
+        build_all(
+            &tree,
+            &dir,
+            &opts.hook,
+            &mut cgroups,
+            &shmem,
+            &hosts,
+            images.as_raw_fd(),
+        )
+    })();
+    drop(go_write);
     if let Err(e) = built {
-        // Kill the half-built tree (killing a task releases it from ptrace) and reap it.
+        // Kill the half-built tree (killing a task releases it from ptrace) and reap it;
+        // in its own pid namespace, killing its init kills it all.
+        let _ = process::kill(root_host, libc::SIGKILL);
         for t in &tree.tasks {
-            let _ = process::kill(t.pid(), libc::SIGKILL);
+            let _ = process::kill(hosts.get(t.pid()), libc::SIGKILL);
         }
         reap_orphans(Duration::from_secs(2));
         return Err(e);
     }
+    let root = root_host;
     cgroups.keep();
     let pages: u64 = tree.alive().map(|p| p.pages_bytes / 4096).sum();
     let stats = pb::StatsEntry {
@@ -318,52 +392,90 @@ fn reap_orphans(limit: Duration) {
     }
 }
 
-/// Waits until every live task of the tree has reported `R` on the report pipe; the first
-/// `E` report (or the pipe closing first) fails the restore with its message.
-fn wait_ready(tree: &TreePlan, reports: &mut std::io::PipeReader) -> Result<()> {
-    let mut waiting: std::collections::HashSet<i32> = tree.alive().map(|p| p.pid).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !waiting.is_empty() {
-        if Instant::now() > deadline {
-            return Err(RestoreError::Child {
-                pid: tree.root().pid(),
-                what: format!("no report from pids {waiting:?} in 30 s"),
-            });
-        }
-        let n = reports
-            .read(&mut chunk)
-            .map_err(|source| RestoreError::Io {
-                path: "report pipe".into(),
-                source,
-            })?;
-        if n == 0 {
-            return Err(RestoreError::Child {
-                pid: *waiting.iter().next().expect("one is waited for"),
-                what: "the restoring task died before it was ready".into(),
-            });
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            let (pid, msg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-            let pid: i32 = pid.parse().unwrap_or(0);
-            match msg.split_at(msg.len().min(1)) {
-                ("R", _) => {
-                    waiting.remove(&pid);
-                }
-                (_, text) => {
-                    return Err(RestoreError::Child {
-                        pid,
-                        what: text.to_string(),
-                    })
-                }
-            }
+/// The restoring tasks' reports: one line `<pid> <kind>[text]` each, `R` (ready), `N`
+/// (the root's namespaces are ready) or `E<message>` (failed).
+struct Reports {
+    pipe: std::io::PipeReader,
+    buf: Vec<u8>,
+}
+
+impl Reports {
+    fn new(pipe: std::io::PipeReader) -> Self {
+        Reports {
+            pipe,
+            buf: Vec::new(),
         }
     }
-    Ok(())
+
+    /// Waits until every pid of `pids` has reported `kind`; the first `E` report (or the
+    /// pipe closing first) fails the restore with its message.
+    fn wait_for(&mut self, pids: &[i32], kind: &str) -> Result<()> {
+        let mut waiting: std::collections::HashSet<i32> = pids.iter().copied().collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut chunk = [0u8; 4096];
+        while !waiting.is_empty() {
+            while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                let (pid, msg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                let pid: i32 = pid.parse().unwrap_or(0);
+                match msg.split_at(msg.len().min(1)) {
+                    (k, _) if k == kind => {
+                        waiting.remove(&pid);
+                    }
+                    ("E", text) => {
+                        return Err(RestoreError::Child {
+                            pid,
+                            what: text.to_string(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(RestoreError::Child {
+                    pid: *waiting.iter().next().expect("one is waited for"),
+                    what: format!("no report from pids {waiting:?} in 30 s"),
+                });
+            }
+            let n = self
+                .pipe
+                .read(&mut chunk)
+                .map_err(|source| RestoreError::Io {
+                    path: "report pipe".into(),
+                    source,
+                })?;
+            if n == 0 {
+                return Err(RestoreError::Child {
+                    pid: *waiting.iter().next().expect("one is waited for"),
+                    what: "the restoring task died before it was ready".into(),
+                });
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok(())
+    }
+}
+
+/// Host PIDs of the restored tasks: the image's own, or (in a new pid namespace) found
+/// through `NSpid`.
+struct Hosts(Option<std::collections::HashMap<i32, i32>>);
+
+impl Hosts {
+    fn identity() -> Self {
+        Hosts(None)
+    }
+
+    /// The host PID of the task with PID `pid` in the image.
+    fn get(&self, pid: i32) -> i32 {
+        match &self.0 {
+            None => pid,
+            Some(m) => m.get(&pid).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// Seizes and rebuilds every live task, then lets the whole tree run at once.
@@ -373,16 +485,20 @@ fn build_all(
     hook: &RestoreHook,
     cgroups: &mut cgroups::Restoring,
     shmem: &rebuild::SharedObjects,
+    hosts: &Hosts,
+    images_fd: i32,
 ) -> Result<()> {
     let hi = child::tree_high_fd(tree);
-    // The report pipe and the shared objects are stasis's, not the task's: closed in it.
-    let extra: Vec<i32> = std::iter::once(hi + 1)
+    // The report pipe, the images directory and the shared objects are stasis's, not
+    // the task's: closed in it.
+    let extra: Vec<i32> = [hi + 1, images_fd]
+        .into_iter()
         .chain(shmem.values().copied())
         .collect();
 
     let mut held: Vec<(&plan::TaskPlan, Tracee, Vec<Tracee>)> = Vec::new();
     for plan in tree.alive() {
-        let pid = plan.pid;
+        let pid = hosts.get(plan.pid);
         let mut tracee = Tracee::seize(pid)?;
         log::debug!("pid {pid}: its own setup is done; seized");
         let pages_path = dir.file_path(&plan.pages_name);
@@ -420,14 +536,16 @@ fn build_all(
     // The limits, now that every task is in its cgroups and rebuilt, before any resumes.
     cgroups.apply_properties()?;
     for (plan, _, _) in &held {
-        let stage = RestoreStage::Restored { pid: plan.pid };
+        let stage = RestoreStage::Restored {
+            pid: hosts.get(plan.pid),
+        };
         hook.call(stage)
             .map_err(|what| RestoreError::Stopped { stage, what })?;
     }
     // STASIS_RESTORE_STOPPED=1 leaves the tasks stopped for inspection (debugging).
     let debug_stop = std::env::var_os("STASIS_RESTORE_STOPPED").is_some();
     for (plan, _, _) in &held {
-        fds::inet::repair_off(plan.pid, plan)?;
+        fds::inet::repair_off(hosts.get(plan.pid), plan)?;
     }
     // Every task is ready: let them all go, children first.
     for (plan, tracee, threads) in held.into_iter().rev() {
@@ -437,7 +555,7 @@ fn build_all(
         tracee.release()?;
         if plan.tc.task_state == 3 || debug_stop {
             process::kill(
-                plan.pid,
+                hosts.get(plan.pid),
                 plan.tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32),
             )?;
         }

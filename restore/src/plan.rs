@@ -90,6 +90,8 @@ impl TaskNode {
 #[derive(Clone, Debug)]
 pub struct TreePlan {
     pub tasks: Vec<TaskNode>,
+    /// The namespaces the root had of its own.
+    pub ns: crate::ns::NsPlan,
 }
 
 impl TreePlan {
@@ -168,7 +170,15 @@ pub fn read(dir: &ImageDir) -> Result<TreePlan> {
             tasks.push(TaskNode::Alive(Box::new(read_task(dir, e)?)));
         }
     }
-    Ok(TreePlan { tasks })
+    let root_ids: pb::TaskKobjIdsEntry = dir.read_one(ImageKind::IDS, &names::ids(tree[0].pid))?;
+    let ns = crate::ns::read(dir, &inv, &root_ids)?;
+    if ns.flags & libc::CLONE_NEWPID != 0 && tree[0].pid != 1 {
+        return Err(bad(
+            names::PSTREE,
+            format!("the root of a pid namespace is pid {}, not 1", tree[0].pid),
+        ));
+    }
+    Ok(TreePlan { tasks, ns })
 }
 
 /// Reads one live process.

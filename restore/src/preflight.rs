@@ -8,12 +8,17 @@ use stasis_images::ImageDir;
 use std::os::unix::fs::FileExt;
 
 /// Runs every check.
-pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>) -> Result<()> {
+/// In a new pid namespace every PID is free; in a new mount namespace the paths exist
+/// only once its mount tree is built (the root task checks them then).
+pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>, ns_flags: i32) -> Result<()> {
     crate::cpu_gate::check(dir, cpu_cap)?;
     for tid in std::iter::once(plan.pid).chain(plan.threads.iter().map(|t| t.tid)) {
-        if stasis_sys::process::pid_in_use(tid) {
+        if ns_flags & libc::CLONE_NEWPID == 0 && stasis_sys::process::pid_in_use(tid) {
             return Err(RestoreError::PidTaken { pid: tid });
         }
+    }
+    if ns_flags & libc::CLONE_NEWNS != 0 {
+        return check_pages(plan, dir);
     }
     let mut paths: Vec<(&str, String)> = vec![
         ("cwd", plan.cwd.clone()),
@@ -45,6 +50,11 @@ pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>) -> Result<(
             });
         }
     }
+    check_pages(plan, dir)
+}
+
+/// The pages file, the vDSO and the XSAVE components.
+fn check_pages(plan: &TaskPlan, dir: &ImageDir) -> Result<()> {
     let pages_path = dir.file_path(&plan.pages_name);
     let len = std::fs::metadata(&pages_path)
         .map_err(|source| RestoreError::FileMissing {
@@ -63,8 +73,7 @@ pub fn check(plan: &TaskPlan, dir: &ImageDir, cpu_cap: Option<&str>) -> Result<(
         });
     }
     check_vdso(plan, dir)?;
-    check_xsave(plan)?;
-    Ok(())
+    check_xsave(plan)
 }
 
 /// Offset in the pages file of the page at `addr`, if it was saved.

@@ -209,7 +209,11 @@ fn create_threads(c: &mut Ctx, plan: &TaskPlan, tramp: u64) -> Result<Vec<Tracee
                 th.tid
             )));
         }
-        let mut t = Tracee::seize(tid)?;
+        // In a pid namespace of its own the thread has another TID on the host.
+        let host_tid = crate::ns::host_tid(c.t.pid(), tid).ok_or_else(|| {
+            RestoreError::Rebuild(format!("thread {tid} was created but is not in /proc"))
+        })?;
+        let mut t = Tracee::seize(host_tid)?;
         t.set_syscall_ip(tramp);
         let mut tc = Ctx {
             t: &mut t,

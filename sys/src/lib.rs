@@ -12,6 +12,7 @@ pub mod fd;
 pub mod fdops;
 pub mod ipc;
 pub mod mem;
+pub mod ns;
 pub mod process;
 pub mod ptrace;
 pub mod tcp;

@@ -48,6 +48,8 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         timeout: setup.timeout,
         hook,
         freeze_cgroup: setup.freeze_cgroup.clone(),
+        external_mounts: Vec::new(),
+        empty_ns: 0,
     };
     log::info!(
         "dumping pid {pid} into {} (leave_running {})",

@@ -1,0 +1,200 @@
+//! The namespaces of a dumped tree. The tree's root may live in namespaces of its own
+//! (a container's init): those are dumped as objects of the image (`utsns-N`,
+//! `mountpoints-N`, `ipcns-*-N`, `netns-N`...) and recreated at restore. Every other
+//! process of the tree must share the root's namespaces.
+//!
+//! In its own pid namespace the root must be that namespace's init (PID 1), and every
+//! PID written to the images is the PID inside that namespace (the last of `NSpid`).
+
+use crate::{procfs, DumpError, Result};
+use stasis_images::{names, pb, ImageDir, ImageKind};
+use std::collections::HashMap;
+
+/// The namespace kinds in the order of `task_kobj_ids_entry`'s ns fields.
+pub const KINDS: [&str; 8] = ["pid", "net", "ipc", "uts", "mnt", "user", "cgroup", "time"];
+
+/// Ids of the namespaces stasis itself lives in (`inventory.root_ids`).
+pub const HOST_IDS: [u32; 8] = [5, 6, 7, 8, 9, 10, 11, 12];
+
+/// Ids of the root's own namespaces, where it has one.
+const OWN_IDS: [u32; 8] = [105, 106, 107, 108, 109, 110, 111, 112];
+
+/// Which of [`KINDS`] the tree's root has of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnNamespaces(pub [bool; 8]);
+
+impl OwnNamespaces {
+    /// The ns id recorded for kind `k`.
+    pub fn id(&self, k: usize) -> u32 {
+        if self.0[k] {
+            OWN_IDS[k]
+        } else {
+            HOST_IDS[k]
+        }
+    }
+
+    /// Whether the root has its own namespace of `kind` (a name of [`KINDS`]).
+    pub fn has(&self, kind: &str) -> bool {
+        KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .is_some_and(|k| self.0[k])
+    }
+
+    /// Fills the namespace ids of an ids entry.
+    pub fn apply(&self, ids: &mut pb::TaskKobjIdsEntry) {
+        ids.pid_ns_id = Some(self.id(0));
+        ids.net_ns_id = Some(self.id(1));
+        ids.ipc_ns_id = Some(self.id(2));
+        ids.uts_ns_id = Some(self.id(3));
+        ids.mnt_ns_id = Some(self.id(4));
+        ids.user_ns_id = Some(self.id(5));
+        ids.cgroup_ns_id = Some(self.id(6));
+        ids.time_ns_id = Some(self.id(7));
+    }
+}
+
+/// Compares the namespaces of the tree's root with stasis's own. A user or time
+/// namespace of its own is refused; in a pid namespace of its own the root must be its
+/// init.
+pub fn of_root(pid: i32) -> Result<OwnNamespaces> {
+    let me = std::process::id() as i32;
+    let mut own = OwnNamespaces::default();
+    for (k, kind) in KINDS.iter().enumerate() {
+        own.0[k] = procfs::ns_inode(pid, kind)? != procfs::ns_inode(me, kind)?;
+    }
+    for kind in ["user", "time", "cgroup"] {
+        if own.has(kind) {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!("lives in a {kind} namespace of its own; not supported yet"),
+            });
+        }
+    }
+    if own.has("pid") {
+        let ns = nspid(pid, pid)?;
+        if ns.last() != Some(&1) {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "is pid {} of its own pid namespace; only the namespace's init (pid 1) can be the root of a dump",
+                    ns.last().copied().unwrap_or(0)
+                ),
+            });
+        }
+    }
+    Ok(own)
+}
+
+/// Checks that a process of the tree (not the root) shares the root's namespaces.
+pub fn same_as_root(pid: i32, root: i32) -> Result<()> {
+    for kind in KINDS {
+        if procfs::ns_inode(pid, kind)? != procfs::ns_inode(root, kind)? {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "lives in another {kind} namespace than the root of the tree (pid {root}); nested namespaces are not supported yet"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The PIDs of a task in each pid namespace it is visible in, outermost first.
+pub fn nspid(pid: i32, tid: i32) -> Result<Vec<i32>> {
+    let text = procfs::text(pid, &format!("task/{tid}/status"))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .ok_or_else(|| DumpError::Proc {
+            path: format!("/proc/{pid}/task/{tid}/status"),
+            what: "no NSpid line".into(),
+        })?;
+    Ok(line
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect())
+}
+
+/// PIDs as the dumped tree sees them: host PID → PID in the root's pid namespace.
+#[derive(Clone, Debug, Default)]
+pub struct PidMap {
+    virt: HashMap<i32, i32>,
+}
+
+impl PidMap {
+    /// Records every task (and thread) `tids` of process `pid`.
+    pub fn add(&mut self, pid: i32, tids: &[i32]) -> Result<()> {
+        for &tid in tids {
+            let ns = nspid(pid, tid)?;
+            self.virt.insert(tid, ns.last().copied().unwrap_or(tid));
+        }
+        Ok(())
+    }
+
+    /// The PID inside the namespace; a PID not of the tree (a session or group leader
+    /// outside it) maps to itself when there is no pid namespace, to 0 otherwise.
+    pub fn virt(&self, host: i32) -> i32 {
+        self.virt.get(&host).copied().unwrap_or(host)
+    }
+
+    /// Whether every PID is its own (no pid namespace of the tree's own).
+    pub fn is_identity(&self) -> bool {
+        self.virt.iter().all(|(h, v)| h == v)
+    }
+
+    /// A pgid or sid: translated when the leader is in the tree; outside a private pid
+    /// namespace (0 when the tree has one, as the kernel reports it inside).
+    pub fn virt_leader(&self, host: i32) -> i32 {
+        match self.virt.get(&host) {
+            Some(v) => *v,
+            None if self.is_identity() => host,
+            None => 0,
+        }
+    }
+}
+
+/// Writes `utsns-<id>.img` with the node and domain names of `pid`'s UTS namespace.
+pub fn dump_uts(pid: i32, dir: &ImageDir, id: u32) -> Result<()> {
+    let (nodename, domainname) = in_namespace(pid, "uts", libc::CLONE_NEWUTS, || {
+        stasis_sys::ns::uts_names().map_err(|e| e.to_string())
+    })?;
+    dir.write_one(
+        ImageKind::UTSNS,
+        &names::utsns(id),
+        &pb::UtsnsEntry {
+            nodename,
+            domainname,
+        },
+    )?;
+    Ok(())
+}
+
+/// Runs `f` on a thread of its own that has joined `pid`'s namespace of `kind` (UTS,
+/// IPC and network namespaces can be joined by one thread of a process).
+pub fn in_namespace<T: Send>(
+    pid: i32,
+    kind: &str,
+    flag: i32,
+    f: impl FnOnce() -> std::result::Result<T, String> + Send,
+) -> Result<T> {
+    let path = format!("/proc/{pid}/ns/{kind}");
+    let ns = std::fs::File::open(&path).map_err(|source| DumpError::Io {
+        path: path.clone().into(),
+        source,
+    })?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(&ns), flag)
+                .map_err(|e| e.to_string())?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the namespace thread panicked".into()))
+    })
+    .map_err(|what| DumpError::Unsupported {
+        pid,
+        what: format!("in its {kind} namespace: {what}"),
+    })
+}

@@ -1,0 +1,466 @@
+//! The namespaces of a restored tree. When the dumped root had namespaces of its own,
+//! its restored copy is forked into new ones (`CLONE_NEWPID`, `CLONE_NEWNS`...). Before
+//! anything else the root then rebuilds them from inside: the mount tree under `--root`
+//! ending in `pivot_root`, the UTS names, the IPC objects. The network namespace is
+//! configured from outside, by stasis, while the root waits.
+//!
+//! The mount tree is built in the root's own mount namespace, which is made private
+//! first: nothing it mounts is ever seen by the host, and a failed restore takes every
+//! mount with it when the root dies.
+
+use crate::{RestoreError, Result};
+use stasis_checkpoint::mounts::is_under;
+use stasis_images::{names, pb, ImageDir, ImageKind};
+use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+/// Namespace kinds in `task_kobj_ids_entry` order, with their clone flags.
+const KINDS: [(&str, i32); 8] = [
+    ("pid", libc::CLONE_NEWPID),
+    ("net", libc::CLONE_NEWNET),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("mnt", libc::CLONE_NEWNS),
+    ("user", libc::CLONE_NEWUSER),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+];
+
+/// The namespaces the restored root gets, and what goes into them.
+#[derive(Clone, Debug, Default)]
+pub struct NsPlan {
+    /// `CLONE_NEW*` flags of the namespaces the root is forked into.
+    pub flags: i32,
+    pub uts: Option<pb::UtsnsEntry>,
+    /// The mount tree (parents first), when the root has its own mount namespace.
+    pub mounts: Vec<pb::MntEntry>,
+    pub ipc_id: Option<u32>,
+    pub net_id: Option<u32>,
+}
+
+fn ids_of(ids: &pb::TaskKobjIdsEntry) -> [Option<u32>; 8] {
+    [
+        ids.pid_ns_id,
+        ids.net_ns_id,
+        ids.ipc_ns_id,
+        ids.uts_ns_id,
+        ids.mnt_ns_id,
+        ids.user_ns_id,
+        ids.cgroup_ns_id,
+        ids.time_ns_id,
+    ]
+}
+
+/// Reads which namespaces the root had of its own (its ids differ from the dumping
+/// stasis's `inventory.root_ids`) and their images.
+pub fn read(
+    dir: &ImageDir,
+    inventory: &pb::InventoryEntry,
+    root: &pb::TaskKobjIdsEntry,
+) -> Result<NsPlan> {
+    let host = inventory.root_ids.as_ref().map(ids_of).unwrap_or_default();
+    let task = ids_of(root);
+    let mut plan = NsPlan::default();
+    for (k, (kind, flag)) in KINDS.iter().enumerate() {
+        let (Some(h), Some(t)) = (host[k], task[k]) else {
+            continue;
+        };
+        if h == t {
+            continue;
+        }
+        match *kind {
+            "user" | "time" | "cgroup" => {
+                return Err(RestoreError::Unsupported(format!(
+                    "the image's root has a {kind} namespace of its own"
+                )))
+            }
+            "uts" => {
+                plan.uts = Some(dir.read_one(ImageKind::UTSNS, &names::utsns(t))?);
+            }
+            "mnt" => {
+                plan.mounts = dir.read(ImageKind::MNTS, &names::mountpoints(t))?;
+                order_mounts(&names::mountpoints(t), &mut plan.mounts)?;
+            }
+            "ipc" => plan.ipc_id = Some(t),
+            "net" => plan.net_id = Some(t),
+            _ => {}
+        }
+        plan.flags |= flag;
+    }
+    Ok(plan)
+}
+
+/// Puts the root mount first and every mount after its parent; refuses a tree with no
+/// root, or with mounts not reachable from it.
+fn order_mounts(file: &str, mounts: &mut Vec<pb::MntEntry>) -> Result<()> {
+    let bad = |what: String| RestoreError::BadImage {
+        file: file.to_string(),
+        what,
+    };
+    let ids: std::collections::HashSet<u32> = mounts.iter().map(|m| m.mnt_id).collect();
+    let roots: Vec<usize> = (0..mounts.len())
+        .filter(|&i| {
+            mounts[i].parent_mnt_id == mounts[i].mnt_id || !ids.contains(&mounts[i].parent_mnt_id)
+        })
+        .collect();
+    if roots.len() != 1 {
+        return Err(bad(format!("{} root mounts (one expected)", roots.len())));
+    }
+    let mut out = vec![mounts[roots[0]].clone()];
+    let mut placed: std::collections::HashSet<u32> = [out[0].mnt_id].into();
+    while out.len() < mounts.len() {
+        let before = out.len();
+        for m in mounts.iter() {
+            if !placed.contains(&m.mnt_id) && placed.contains(&m.parent_mnt_id) {
+                placed.insert(m.mnt_id);
+                out.push(m.clone());
+            }
+        }
+        if out.len() == before {
+            return Err(bad("mounts unreachable from the root mount".into()));
+        }
+    }
+    *mounts = out;
+    Ok(())
+}
+
+/// What the restore was told about the mount tree.
+#[derive(Clone, Debug, Default)]
+pub struct MountOptions {
+    /// `--root`: the directory that becomes the root mount.
+    pub root: Option<PathBuf>,
+    /// External mounts, key (from the image) → host path.
+    pub external: Vec<(String, String)>,
+}
+
+/// Checks, before anything is created, that the mount tree can be rebuilt: a root is
+/// given, every external mount has a host path that exists, every tmpfs has its image.
+pub fn preflight(plan: &NsPlan, dir: &ImageDir, opts: &MountOptions) -> Result<()> {
+    if plan.mounts.is_empty() {
+        return Ok(());
+    }
+    let root = opts.root.as_ref().ok_or_else(|| {
+        RestoreError::Unsupported(
+            "the image holds a mount namespace: give the container's root directory with --root"
+                .into(),
+        )
+    })?;
+    if !root.is_dir() {
+        return Err(RestoreError::FileMissing {
+            what: "--root directory".into(),
+            path: root.display().to_string(),
+            source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    for m in &plan.mounts[1..] {
+        if let Some(key) = &m.ext_key {
+            let host = external_source(key, &opts.external).ok_or_else(|| {
+                RestoreError::Unsupported(format!(
+                    "external mount {} (key {key}) has no host path: give --ext-mount-map {key}:PATH or --external mnt[{key}]:PATH",
+                    m.mountpoint
+                ))
+            })?;
+            if std::fs::symlink_metadata(&host).is_err() {
+                return Err(RestoreError::FileMissing {
+                    what: format!("source of external mount {}", m.mountpoint),
+                    path: host,
+                    source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                });
+            }
+        } else if m.fstype == 5 && m.root == "/" {
+            let name = names::tmpfs_dev(m.root_dev);
+            if !dir.exists(&name) {
+                return Err(RestoreError::BadImage {
+                    file: name,
+                    what: format!("the contents of tmpfs {} are missing", m.mountpoint),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host path an external mount is bound from: the one given for its key, else the
+/// key itself when it is an absolute path (CRIU's `--ext-mount-map auto` keys).
+fn external_source(key: &str, given: &[(String, String)]) -> Option<String> {
+    given
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .or_else(|| key.starts_with('/').then(|| key.to_string()))
+}
+
+fn fs_name(m: &pb::MntEntry) -> Option<&str> {
+    Some(match m.fstype {
+        1 => "proc",
+        2 => "sysfs",
+        3 => "devtmpfs",
+        5 => "tmpfs",
+        6 => "devpts",
+        12 => "cgroup",
+        14 => "mqueue",
+        23 => "cgroup2",
+        _ => return None,
+    })
+}
+
+const PROPAGATION: u64 = libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE | libc::MS_UNBINDABLE;
+
+/// Rebuilds the mount tree of `plan` under `opts.root` and makes it the root with
+/// `pivot_root`. Runs in the restored root, in its new (copied) mount namespace.
+pub fn build_mounts(
+    plan: &NsPlan,
+    images: BorrowedFd<'_>,
+    opts: &MountOptions,
+) -> std::result::Result<(), String> {
+    use stasis_sys::ns::mount;
+    let e = |e: stasis_sys::SysError| e.to_string();
+    let root = opts.root.as_ref().ok_or("no --root")?;
+    let root =
+        std::fs::canonicalize(root).map_err(|err| format!("--root {}: {err}", root.display()))?;
+    let root = root.to_string_lossy().into_owned();
+    // Nothing done from here on propagates to the host.
+    mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(e)?;
+    mount(Some(&root), &root, None, libc::MS_BIND, None).map_err(e)?;
+    let mut targets: HashMap<u32, String> = HashMap::new();
+    let top = &plan.mounts[0];
+    targets.insert(top.mnt_id, root.clone());
+    for m in &plan.mounts[1..] {
+        let target = format!("{}{}", root.trim_end_matches('/'), m.mountpoint);
+        mount_one(m, &target, plan, &targets, images, opts).map_err(|what| {
+            format!(
+                "mount {} ({}): {what}",
+                m.mountpoint,
+                fs_name(m).or(m.fsname.as_deref()).unwrap_or("?")
+            )
+        })?;
+        targets.insert(m.mnt_id, target);
+    }
+    // Sharing between the restored mounts (peers outside the tree are not kept).
+    for m in &plan.mounts {
+        if m.shared_id.is_some() {
+            mount(None, &targets[&m.mnt_id], None, libc::MS_SHARED, None).map_err(e)?;
+        }
+    }
+    std::env::set_current_dir(&root).map_err(|err| format!("chdir {root}: {err}"))?;
+    stasis_sys::ns::pivot_root(".", ".").map_err(e)?;
+    stasis_sys::ns::umount2(".", libc::MNT_DETACH).map_err(e)?;
+    std::env::set_current_dir("/").map_err(|err| format!("chdir /: {err}"))?;
+    let flags = u64::from(top.flags) & !PROPAGATION;
+    if flags & libc::MS_RDONLY != 0 {
+        mount(
+            None,
+            "/",
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | flags,
+            None,
+        )
+        .map_err(e)?;
+    }
+    Ok(())
+}
+
+fn mount_one(
+    m: &pb::MntEntry,
+    target: &str,
+    plan: &NsPlan,
+    targets: &HashMap<u32, String>,
+    images: BorrowedFd<'_>,
+    opts: &MountOptions,
+) -> std::result::Result<(), String> {
+    use stasis_sys::ns::mount;
+    let e = |e: stasis_sys::SysError| e.to_string();
+    let flags = u64::from(m.flags) & !PROPAGATION;
+    let bind = |source: &str| -> std::result::Result<(), String> {
+        make_mountpoint(target, Path::new(source))?;
+        mount(Some(source), target, None, libc::MS_BIND, None).map_err(e)?;
+        if flags != 0 {
+            let f = libc::MS_REMOUNT | libc::MS_BIND | flags;
+            mount(None, target, None, f, None).map_err(e)?;
+        }
+        Ok(())
+    };
+    if let Some(key) = &m.ext_key {
+        let source = external_source(key, &opts.external)
+            .ok_or_else(|| format!("no host path for external key {key}"))?;
+        return bind(&source);
+    }
+    // A bind of (part of) a mount restored before it: the root's filesystem, or a
+    // filesystem created fresh here (a masked path bound from /dev/null, a read-only
+    // bind of /proc/sys...).
+    let from = plan
+        .mounts
+        .iter()
+        .filter(|o| {
+            o.mnt_id != m.mnt_id && o.root_dev == m.root_dev && targets.contains_key(&o.mnt_id)
+        })
+        .filter(|o| o.ext_key.is_none() && is_under(&m.root, &o.root))
+        .max_by_key(|o| o.root.len());
+    if let Some(o) = from {
+        let rest = if o.root == "/" {
+            m.root.as_str()
+        } else {
+            &m.root[o.root.len()..]
+        };
+        let source = format!("{}{}", targets[&o.mnt_id].trim_end_matches('/'), rest);
+        return bind(&source);
+    }
+    let fstype = fs_name(m)
+        .ok_or_else(|| "cannot be created: not external and not a bind of the tree".to_string())?;
+    if m.root != "/" {
+        return Err(format!(
+            "a {fstype} mounted from its subdirectory {} is not supported yet",
+            m.root
+        ));
+    }
+    make_mountpoint(target, Path::new("/"))?;
+    let fresh = (flags | u64::from(m.sb_flags.unwrap_or(0))) & !(libc::MS_RDONLY);
+    let data = (!m.options.is_empty()).then_some(m.options.as_str());
+    mount(Some(&m.source), target, Some(fstype), fresh, data).map_err(e)?;
+    if fstype == "tmpfs" {
+        fill_tmpfs(m, target, images)?;
+    }
+    if flags & libc::MS_RDONLY != 0 || m.sb_flags.unwrap_or(0) & libc::MS_RDONLY as u32 != 0 {
+        let f = libc::MS_REMOUNT | libc::MS_BIND | flags | libc::MS_RDONLY;
+        mount(None, target, None, f, None).map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Creates a missing mount point: a file when what is mounted on it is not a directory.
+fn make_mountpoint(target: &str, source: &Path) -> std::result::Result<(), String> {
+    let t = Path::new(target);
+    if std::fs::symlink_metadata(t).is_ok() {
+        return Ok(());
+    }
+    let is_dir = std::fs::metadata(source)
+        .map(|m| m.is_dir())
+        .unwrap_or(true);
+    if let Some(parent) = t.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|err| format!("creating {}: {err}", parent.display()))?;
+    }
+    let made = if is_dir {
+        std::fs::create_dir(t)
+    } else {
+        std::fs::File::create(t).map(drop)
+    };
+    made.map_err(|err| format!("creating mount point {target}: {err}"))
+}
+
+/// Unpacks a tmpfs's dumped contents into its new mount.
+fn fill_tmpfs(
+    m: &pb::MntEntry,
+    target: &str,
+    images: BorrowedFd<'_>,
+) -> std::result::Result<(), String> {
+    let name = names::tmpfs_dev(m.root_dev);
+    let file = stasis_sys::ns::open_at(images, &name).map_err(|err| err.to_string())?;
+    let out = std::process::Command::new("tar")
+        .args([
+            "--extract",
+            "--gzip",
+            "--no-unquote",
+            "--no-wildcards",
+            "--preserve-permissions",
+            "--numeric-owner",
+            "--directory",
+            target,
+        ])
+        .stdin(std::fs::File::from(file))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|err| format!("running tar: {err}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "unpacking {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Sets the UTS names.
+pub fn set_uts(uts: &pb::UtsnsEntry) -> std::result::Result<(), String> {
+    stasis_sys::ns::sethostname(&uts.nodename).map_err(|e| e.to_string())?;
+    stasis_sys::ns::setdomainname(&uts.domainname).map_err(|e| e.to_string())
+}
+
+/// Everything the restored root does to its new namespaces before it forks the tree.
+pub fn setup_inside(
+    plan: &NsPlan,
+    dir: &ImageDir,
+    images: BorrowedFd<'_>,
+    opts: &MountOptions,
+) -> std::result::Result<(), String> {
+    if let Some(uts) = &plan.uts {
+        set_uts(uts)?;
+    }
+    // The IPC objects first: their images are read through the host's path.
+    let _ = dir;
+    if !plan.mounts.is_empty() {
+        build_mounts(plan, images, opts)?;
+    }
+    Ok(())
+}
+
+/// Host PIDs of a tree restored in its own pid namespace: for every task (and thread)
+/// under `root_host`, its PID inside the namespace → its PID on the host.
+pub fn host_pids(root_host: i32) -> Result<HashMap<i32, i32>> {
+    let mut map = HashMap::new();
+    let mut queue = vec![root_host];
+    while let Some(pid) = queue.pop() {
+        let tasks =
+            std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|source| RestoreError::Io {
+                path: format!("/proc/{pid}/task").into(),
+                source,
+            })?;
+        for t in tasks.flatten() {
+            let Ok(tid) = t.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Some(v) = inner_pid(pid, tid) {
+                map.insert(v, tid);
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+                .unwrap_or_default();
+            queue.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    Ok(map)
+}
+
+/// The PID of host task `tid` in its innermost pid namespace.
+pub fn inner_pid(pid: i32, tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// The host TID of the thread with TID `inner` (in its namespace) in host process `pid`.
+pub fn host_tid(pid: i32, inner: i32) -> Option<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_string_lossy().parse::<i32>().ok())
+        .find(|&tid| inner_pid(pid, tid) == Some(inner))
+}
+
+/// Opens the images directory for use after `pivot_root` (by descriptor).
+pub fn open_images(dir: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(dir).map_err(|source| RestoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
