@@ -99,6 +99,9 @@ pub struct DumpOptions {
     /// Namespaces (clone flags) whose contents are not dumped (`--empty-ns net`): the
     /// restore gives the tree a new, empty one.
     pub empty_ns: i32,
+    /// Lock the network of a network namespace of the tree's own with nftables while
+    /// it is dumped (`--network-lock nftables`, the default); `false` for `skip`.
+    pub network_lock: bool,
 }
 
 /// Timings and counters of a finished dump.
@@ -404,7 +407,23 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
             Member::Zombie { pid, .. } => pids.add(*pid, &[*pid])?,
         }
     }
-    let mut report = collect_tree(opts, dir, &mut members, freezer, &own, &pids)?;
+    let run = run_id();
+    // No packet crosses the tree's own network namespace from here on: no peer sees a
+    // reset while its sockets are dumped. A failed dump unlocks it (on drop).
+    let net_lock = if own.has("net") && opts.network_lock {
+        let table = stasis_netns::lock::lock_table_name(&run);
+        Some(
+            stasis_netns::NetLock::acquire(opts.pid, table).map_err(|e| {
+                DumpError::Unsupported {
+                    pid: opts.pid,
+                    what: format!("locking its network: {e}"),
+                }
+            })?,
+        )
+    } else {
+        None
+    };
+    let mut report = collect_tree(opts, dir, &mut members, freezer, &own, &pids, &run)?;
     dump_namespaces(opts, dir, &own)?;
 
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
@@ -421,6 +440,16 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     // and its tasks that were not dumped are let go.
     if let (Some(h), false) = (hold.as_mut(), opts.leave_running) {
         h.tasks_killed();
+    }
+    // The dumped namespace stays locked (as in CRIU) unless its tasks run on.
+    match (net_lock, opts.leave_running) {
+        (Some(l), true) => {
+            if let Err(e) = l.release() {
+                log::error!("unlocking the network of pid {}: {e}", opts.pid);
+            }
+        }
+        (Some(l), false) => l.keep(),
+        (None, _) => {}
     }
     drop(hold);
     // Children first, so no parent runs while a child is still held.
@@ -454,6 +483,7 @@ fn collect_tree(
     freezer: Option<stasis_cgroup::FreezerRecord>,
     own: &ns::OwnNamespaces,
     pids: &ns::PidMap,
+    run: &str,
 ) -> Result<DumpReport> {
     let mut cgroups = cgroups::Cgroups::new()?;
     let mut files = files::FileTable::default();
@@ -560,11 +590,15 @@ fn collect_tree(
         root_ids: Some(root_ids),
         ns_per_id: Some(true),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-        network_lock_method: Some(2),
+        network_lock_method: Some(if opts.network_lock && own.has("net") {
+            1
+        } else {
+            2
+        }),
         plugins_entry: Some(pb::PluginsEntry {
             plugins: Vec::new(),
         }),
-        dump_criu_run_id: Some(run_id()),
+        dump_criu_run_id: Some(run.to_string()),
         root_cg_set: Some(cgroups.root_set()),
         ..Default::default()
     };
@@ -754,6 +788,15 @@ fn dump_namespaces(opts: &DumpOptions, dir: &ImageDir, own: &ns::OwnNamespaces) 
     }
     if own.has("mnt") {
         mounts::dump(pid, dir, own.id(4), &opts.external_mounts)?;
+    }
+    if own.has("ipc") {
+        ipc::dump_ipc_ns(pid, dir, own.id(2))?;
+    }
+    if own.has("net") && opts.empty_ns & libc::CLONE_NEWNET == 0 {
+        stasis_netns::dump_netns(pid, dir, own.id(1)).map_err(|e| DumpError::Unsupported {
+            pid,
+            what: format!("in its network namespace: {e}"),
+        })?;
     }
     Ok(())
 }

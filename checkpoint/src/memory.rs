@@ -30,6 +30,8 @@ pub mod status {
     pub const FILE_SHARED: u32 = 1 << 7;
     pub const ANON_SHARED: u32 = 1 << 8;
     pub const ANON_PRIVATE: u32 = 1 << 9;
+    /// A SysV shared memory attachment (`shmat`); `shmid` is the segment's id.
+    pub const SYSVIPC: u32 = 1 << 10;
     pub const VVAR: u32 = 1 << 12;
 }
 
@@ -154,6 +156,13 @@ pub fn collect_vmas(
                 vma.shmid = m.inode;
             }
 
+            // A SysV segment attached with shmat: the kernel names it after its key and
+            // gives its inode the segment's id. Its bytes are dumped with the IPC
+            // namespace (ipcns-shm), not with the process.
+            name if m.shared && name.starts_with("/SYSV") => {
+                vma.status |= status::SYSVIPC;
+                vma.shmid = m.inode;
+            }
             name if name.ends_with(" (deleted)") => {
                 return Err(unsupported("mapped file was deleted; not supported yet"))
             }
@@ -190,7 +199,12 @@ pub fn collect_vmas(
 /// What one VMA's pages need.
 fn page_policy(vma: &pb::VmaEntry) -> Option<fn(u64) -> bool> {
     // Shared objects keep their pages in the object's own images (or in the file).
-    if vma.status & (status::VVAR | status::VSYSCALL | status::FILE_SHARED | status::ANON_SHARED)
+    if vma.status
+        & (status::VVAR
+            | status::VSYSCALL
+            | status::FILE_SHARED
+            | status::ANON_SHARED
+            | status::SYSVIPC)
         != 0
     {
         return None;

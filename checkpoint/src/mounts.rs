@@ -165,7 +165,7 @@ pub fn super_flags(opts: &str) -> (u32, String) {
 fn recreatable(fstype: &str) -> bool {
     matches!(
         fstype,
-        "proc" | "sysfs" | "devpts" | "mqueue" | "tmpfs" | "cgroup" | "cgroup2" | "devtmpfs"
+        "proc" | "sysfs" | "devpts" | "mqueue" | "tmpfs" | "cgroup" | "cgroup2"
     )
 }
 
@@ -219,13 +219,18 @@ pub fn entries(
             .find(|(k, _)| *k == m.mountpoint)
             .map(|(_, v)| v.clone());
         let is_root = m.id == root.id;
+        // A bind of (part of) another mount of the tree: the root, a fresh filesystem,
+        // or an external mount (a mask bound from the external /dev/null).
         let bound_from_tree = mounts.iter().any(|o| {
             o.id != m.id
                 && o.dev == m.dev
-                && (o.id == root.id || recreatable(&o.fstype))
+                && (o.id == root.id
+                    || (recreatable(&o.fstype) && o.root == "/")
+                    || external.iter().any(|(k, _)| *k == o.mountpoint))
                 && is_under(&m.root, &o.root)
         });
-        if ext.is_none() && !is_root && !recreatable(&m.fstype) && !bound_from_tree {
+        let fresh = recreatable(&m.fstype) && m.root == "/";
+        if ext.is_none() && !is_root && !fresh && !bound_from_tree {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(

@@ -53,6 +53,8 @@ pub struct Args {
     pub veths: Vec<(String, String)>,
     /// `--empty-ns net`: clone flags of the namespaces restored empty.
     pub empty_ns: i32,
+    /// `--network-lock skip`: do not lock the network of a dumped network namespace.
+    pub network_lock_skip: bool,
     /// Positional arguments after the verb (for example `swrk <fd>`).
     pub rest: Vec<String>,
 }
@@ -85,7 +87,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--inherit-fd",
     "--join-ns",
     "--action-script",
-    "--network-lock",
     "--lsm-profile",
 ];
 const UNSUPPORTED_FLAGS: &[&str] = &[
@@ -212,6 +213,17 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
                 })?;
                 a.veths.push((i.to_string(), o.to_string()));
             }
+            "--network-lock" => match value(&mut it)?.as_str() {
+                "nftables" => a.network_lock_skip = false,
+                "skip" => a.network_lock_skip = true,
+                v => {
+                    return Err(ArgError::Invalid {
+                        opt: name.clone(),
+                        value: v.to_string(),
+                        what: "network lock method (nftables or skip; iptables is not supported)",
+                    })
+                }
+            },
             "--empty-ns" => {
                 let v = value(&mut it)?;
                 if v != "net" {

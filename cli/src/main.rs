@@ -126,6 +126,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         file_locks: args.file_locks,
         external_mounts: args.ext_mounts.clone(),
         empty_ns: args.empty_ns,
+        network_lock: !args.network_lock_skip,
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;
@@ -155,6 +156,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         cgroup_root: args.cgroup_root.clone(),
         root: args.root.clone(),
         external_mounts: args.ext_mounts.clone(),
+        veths: args.veths.clone(),
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

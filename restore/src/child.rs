@@ -34,7 +34,9 @@ fn report(fd: i32, pid: i32, msg: &str) {
 /// namespaces from inside, wait for stasis to finish them from outside, then create
 /// every file object of the tree (in the restored mount and network namespaces).
 pub struct RootSetup<'a> {
-    pub dir: &'a stasis_images::ImageDir,
+    /// The images directory's path (opened again here: the descriptors stasis held
+    /// are closed in the child).
+    pub dir: &'a std::path::Path,
     pub mounts: &'a crate::ns::MountOptions,
     /// Read end of the pipe on which stasis says the namespaces are complete.
     pub go: Option<std::fs::File>,
@@ -156,7 +158,8 @@ fn root_setup(
     pid: i32,
     r: RootSetup<'_>,
 ) -> Result<Made, String> {
-    crate::ns::setup_inside(&tree.ns, r.dir, images.as_fd(), r.mounts)?;
+    let dir = stasis_images::ImageDir::open(r.dir).map_err(|e| e.to_string())?;
+    crate::ns::setup_inside(&tree.ns, &dir, images.as_fd(), r.mounts)?;
     if let Some(mut go) = r.go {
         report(report_at, pid, "N");
         let mut byte = [0u8; 1];

@@ -24,7 +24,6 @@ const CHUNK: usize = 1 << 20;
 /// The calling thread becomes the creator of every segment: with `shm_rmid_forced` set
 /// in the image, the kernel destroys the segments no process has attached when this
 /// thread exits.
-#[cfg_attr(not(test), allow(dead_code))] // called once namespaces are restored
 pub(crate) fn restore_ipc_ns(dir: &ImageDir, id: u32) -> Result<(), String> {
     let var_name = names::ipcns_var(id);
     let var: pb::IpcVarEntry = dir

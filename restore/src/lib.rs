@@ -111,6 +111,9 @@ pub struct RestoreOptions {
     /// External mounts, key recorded at dump → host path (`--ext-mount-map KEY:VAL`,
     /// `--external mnt[KEY]:VAL`).
     pub external_mounts: Vec<(String, String)>,
+    /// Veths of a restored network namespace: inside name → the peer's name on the
+    /// host (`--external veth[IN]:OUT`, the RPC's `veths`).
+    pub veths: Vec<(String, String)>,
 }
 
 /// How a restore ended.
@@ -219,7 +222,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             drop(reports);
             drop(go_write);
             let setup = child::RootSetup {
-                dir: &dir,
+                dir: &opts.images_dir,
                 mounts: &mount_opts,
                 go: go_read,
             };
@@ -251,6 +254,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let built = (|| {
         if let Some(go) = go_write.as_mut() {
             reports.wait_for(&[1], "N")?;
+            ns::setup_network(&tree.ns, &dir, root_host, &opts.veths)?;
             let stage = RestoreStage::NamespacesReady { pid: root_host };
             opts.hook
                 .call(stage)
@@ -266,6 +270,19 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             hosts = Hosts(Some(ns::host_pids(root_host)?));
         }
         cgroups.enter_all(&|p| hosts.get(p))?;
+        // A namespace dumped under the network lock comes back locked: unlocked once
+        // every task is rebuilt, before any runs.
+        let unlock = || -> Result<()> {
+            match (&tree.ns.net_id, &tree.lock_table) {
+                (Some(_), Some(table)) => {
+                    stasis_netns::unlock(root_host, table).map_err(|e| RestoreError::Child {
+                        pid: root_host,
+                        what: format!("unlocking its network: {e}"),
+                    })
+                }
+                _ => Ok(()),
+            }
+        };
         build_all(
             &tree,
             &dir,
@@ -274,6 +291,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             &shmem,
             &hosts,
             images.as_raw_fd(),
+            &unlock,
         )
     })();
     drop(go_write);
@@ -479,6 +497,7 @@ impl Hosts {
 }
 
 /// Seizes and rebuilds every live task, then lets the whole tree run at once.
+#[allow(clippy::too_many_arguments)]
 fn build_all(
     tree: &TreePlan,
     dir: &ImageDir,
@@ -487,6 +506,7 @@ fn build_all(
     shmem: &rebuild::SharedObjects,
     hosts: &Hosts,
     images_fd: i32,
+    before_resume: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let hi = child::tree_high_fd(tree);
     // The report pipe, the images directory and the shared objects are stasis's, not
@@ -542,6 +562,7 @@ fn build_all(
         hook.call(stage)
             .map_err(|what| RestoreError::Stopped { stage, what })?;
     }
+    before_resume()?;
     // STASIS_RESTORE_STOPPED=1 leaves the tasks stopped for inspection (debugging).
     let debug_stop = std::env::var_os("STASIS_RESTORE_STOPPED").is_some();
     for (plan, _, _) in &held {

@@ -295,7 +295,7 @@ fn mount_one(
         .filter(|o| {
             o.mnt_id != m.mnt_id && o.root_dev == m.root_dev && targets.contains_key(&o.mnt_id)
         })
-        .filter(|o| o.ext_key.is_none() && is_under(&m.root, &o.root))
+        .filter(|o| is_under(&m.root, &o.root))
         .max_by_key(|o| o.root.len());
     if let Some(o) = from {
         let rest = if o.root == "/" {
@@ -399,9 +399,48 @@ pub fn setup_inside(
         set_uts(uts)?;
     }
     // The IPC objects first: their images are read through the host's path.
-    let _ = dir;
+    if let Some(id) = plan.ipc_id {
+        crate::ipc::restore_ipc_ns(dir, id)?;
+    }
     if !plan.mounts.is_empty() {
         build_mounts(plan, images, opts)?;
+    }
+    Ok(())
+}
+
+/// Configures the new network namespace of the root (host PID `pid`) from outside:
+/// from its images, or, when the dump left it out (`--empty-ns net`), with its loopback
+/// up.
+pub fn setup_network(
+    plan: &NsPlan,
+    dir: &ImageDir,
+    pid: i32,
+    veths: &[(String, String)],
+) -> Result<()> {
+    let Some(id) = plan.net_id else {
+        return Ok(());
+    };
+    let failed = |what: String| RestoreError::Child { pid, what };
+    if dir.exists(&names::netdev(id)) {
+        return stasis_netns::restore_netns(pid, dir, id, veths)
+            .map_err(|e| failed(format!("restoring its network namespace: {e}")));
+    }
+    let out = std::process::Command::new("nsenter")
+        .args([
+            format!("--net=/proc/{pid}/ns/net"),
+            "ip".into(),
+            "link".into(),
+            "set".into(),
+            "lo".into(),
+            "up".into(),
+        ])
+        .output()
+        .map_err(|e| failed(format!("running nsenter ip: {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "bringing up lo in its empty network namespace: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }

@@ -92,6 +92,8 @@ pub struct TreePlan {
     pub tasks: Vec<TaskNode>,
     /// The namespaces the root had of its own.
     pub ns: crate::ns::NsPlan,
+    /// The nftables table the dump locked the network with, if it did.
+    pub lock_table: Option<String>,
 }
 
 impl TreePlan {
@@ -178,7 +180,15 @@ pub fn read(dir: &ImageDir) -> Result<TreePlan> {
             format!("the root of a pid namespace is pid {}, not 1", tree[0].pid),
         ));
     }
-    Ok(TreePlan { tasks, ns })
+    let lock_table = match (inv.network_lock_method, &inv.dump_criu_run_id) {
+        (Some(1), Some(run)) => Some(stasis_netns::lock::lock_table_name(run)),
+        _ => None,
+    };
+    Ok(TreePlan {
+        tasks,
+        ns,
+        lock_table,
+    })
 }
 
 /// Reads one live process.

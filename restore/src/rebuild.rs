@@ -359,6 +359,39 @@ fn write_pages(pid: i32, pages: &std::fs::File, jobs: &[PageJob], name: &str) ->
 /// inherited it at (a memfd stasis created and filled before the first fork).
 pub type SharedObjects = std::collections::HashMap<u64, i32>;
 
+/// Attaches the SysV segment of `v` (restored with the IPC namespace) at its address,
+/// with the VMA's protection.
+fn attach_sysv(c: &mut Ctx, v: &pb::VmaEntry) -> Result<()> {
+    let rdonly = if v.prot & libc::PROT_WRITE as u32 == 0 {
+        libc::SHM_RDONLY as u64
+    } else {
+        0
+    };
+    let exec = if v.prot & libc::PROT_EXEC as u32 != 0 {
+        libc::SHM_EXEC as u64
+    } else {
+        0
+    };
+    if v.pgoff != 0 {
+        return Err(RestoreError::Unsupported(format!(
+            "SysV segment {} attached from offset {:#x} at {:#x}",
+            v.shmid, v.pgoff, v.start
+        )));
+    }
+    let got = c.call(
+        "shmat",
+        libc::SYS_shmat,
+        [v.shmid, v.start, rdonly | exec, 0, 0, 0],
+    )?;
+    if got != v.start {
+        return Err(RestoreError::Rebuild(format!(
+            "SysV segment {} was attached at {got:#x}, not {:#x}",
+            v.shmid, v.start
+        )));
+    }
+    Ok(())
+}
+
 fn map_vmas(
     c: &mut Ctx,
     plan: &TaskPlan,
@@ -379,6 +412,10 @@ fn map_vmas(
     let mut file_fds: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
     for (i, v) in plan.mm.vmas.iter().enumerate() {
         if v.status & (vma::VDSO | vma::VVAR | vma::VSYSCALL) != 0 {
+            continue;
+        }
+        if v.status & vma::SYSVIPC != 0 {
+            attach_sysv(c, v)?;
             continue;
         }
         let keep =

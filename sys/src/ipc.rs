@@ -9,7 +9,6 @@
 
 use crate::error::{check, Result, SysError};
 use libc::{c_int, c_long};
-use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `SHM_STAT`: `shmctl` by kernel index (not exported by `libc`).
 const SHM_STAT: c_int = 13;
@@ -25,19 +24,7 @@ pub const SHM_LOCKED: u32 = 0o2000;
 /// `SHM_HUGETLB`, the `shmget` flag for a segment of huge pages.
 pub const SHM_HUGETLB: u32 = 0o4000;
 
-/// Moves the calling thread into the namespace `fd` refers to (`nstype` 0: any kind).
-pub fn setns(fd: BorrowedFd<'_>, nstype: i32) -> Result<()> {
-    // SAFETY: setns only reads its two integer arguments.
-    let r = unsafe { libc::setns(fd.as_raw_fd(), nstype) };
-    check(r as c_long, "setns", format!("fd {}", fd.as_raw_fd())).map(drop)
-}
-
-/// Gives the calling thread new namespaces (`CLONE_NEWIPC` changes this thread only).
-pub fn unshare(flags: i32) -> Result<()> {
-    // SAFETY: unshare only reads its integer argument.
-    let r = unsafe { libc::unshare(flags) };
-    check(r as c_long, "unshare", format!("flags {flags:#x}")).map(drop)
-}
+pub use crate::ns::{setns, unshare};
 
 /// The kernel id of the calling thread.
 pub fn gettid() -> i32 {

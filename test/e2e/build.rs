@@ -1,5 +1,6 @@
 //! Compiles the C workloads in `workloads/` with the system gcc (`-O2 -g`,
-//! dynamically linked against glibc, as a real program would be) into
+//! dynamically linked against glibc, as a real program would be; `*_static.c` linked
+//! statically, for a container's root) into
 //! `$OUT_DIR/workloads/`, where the harness finds them (`env!("OUT_DIR")`).
 
 use std::path::Path;
@@ -26,8 +27,17 @@ fn main() {
     {
         let name = path.file_stem().expect("workload file name");
         let bin = out.join(name);
+        // `*_static.c` runs inside a container's own root (a busybox rootfs): no
+        // shared libraries there.
+        let link = if name.to_string_lossy().ends_with("_static") {
+            "-static"
+        } else {
+            "-pthread"
+        };
         let result = Command::new("gcc")
-            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .args([
+                "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", link, "-o",
+            ])
             .arg(&bin)
             .arg(path)
             .output();

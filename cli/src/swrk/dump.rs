@@ -50,6 +50,7 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         freeze_cgroup: setup.freeze_cgroup.clone(),
         external_mounts: Vec::new(),
         empty_ns: 0,
+        network_lock: true,
     };
     log::info!(
         "dumping pid {pid} into {} (leave_running {})",

@@ -19,15 +19,33 @@ pub struct ImageSet {
     pub images: BTreeMap<String, Value>,
 }
 
-/// Runs `crit decode -i F` on every `*.img` in `dir` except the raw
-/// `pages-*.img`, and panics — naming the file and crit's message — unless
+/// Whether an image is one of CRIU's raw ones, without a magic: pages, tmpfs
+/// tarballs, and the iproute2/nft streams of a network namespace.
+pub fn is_raw(name: &str) -> bool {
+    [
+        "pages-",
+        "tmpfs-",
+        "ifaddr-",
+        "route-",
+        "route6-",
+        "rule-",
+        "iptables-",
+        "ip6tables-",
+        "nftables-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// Runs `crit decode -i F` on every `*.img` in `dir` except the raw ones
+/// ([`is_raw`]), and panics — naming the file and crit's message — unless
 /// each one decodes to JSON with a magic and a list of entries.
 pub fn crit_decode_all(dir: &Path) -> ImageSet {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read images dir {}: {e}", dir.display()))
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".img") && !n.starts_with("pages-"))
+        .filter(|n| n.ends_with(".img") && !is_raw(n))
         .collect();
     names.sort();
     assert!(!names.is_empty(), "no *.img files in {}", dir.display());

@@ -12,6 +12,7 @@
 //! a test ends, passing or not.
 
 pub mod cgroups;
+pub mod container;
 pub mod counter;
 pub mod cr;
 pub mod images;

@@ -1,0 +1,313 @@
+//! A container as a first-class object: a workload as PID 1 of its own pid, uts, ipc,
+//! net and mount namespaces inside a busybox root filesystem, with a tmpfs, a SysV
+//! shared memory segment it keeps attached, an external mount (the host's /dev/null)
+//! and a mask bound from it, in v1 cgroups with limits. It is dumped, its cgroups
+//! removed, and restored: it continues from its last tick, and its host name, tmpfs
+//! file, shm segment (contents checked by the workload on every tick), mounts, cgroup
+//! membership and limits are back. Restores that cannot be done fail naming what is
+//! missing and leave no process and no mount behind.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use stasis_e2e::cgroups::{cgroup_of, read, TestCgroups, ROOT};
+use stasis_e2e::container::{busybox_rootfs, host_mounts_under, Container};
+use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir};
+
+const HOSTNAME: &str = "stasis-ct";
+
+const LIMITS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "cpu",
+        &[
+            ("cpu.cfs_period_us", "100000"),
+            ("cpu.cfs_quota_us", "50000"),
+        ],
+    ),
+    ("memory", &[("memory.limit_in_bytes", "134217728")]),
+    ("pids", &[("pids.max", "16")]),
+];
+
+/// The workload's tick lines (`tick N ok` / `tick N BAD what`).
+fn ticks(rootfs: &Path) -> Vec<(u64, String)> {
+    std::fs::read_to_string(rootfs.join("data/ticks"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("tick ")?;
+            let (n, state) = rest.split_once(' ')?;
+            Some((n.parse().ok()?, state.to_string()))
+        })
+        .collect()
+}
+
+fn wait_ticks(rootfs: &Path, more_than: usize, timeout: Duration) -> Vec<(u64, String)> {
+    let until = Instant::now() + timeout;
+    loop {
+        let t = ticks(rootfs);
+        if t.len() > more_than {
+            return t;
+        }
+        assert!(
+            Instant::now() < until,
+            "the container wrote {} ticks, waiting for more than {more_than}",
+            t.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A started container in its limited cgroups, with a few good ticks behind it.
+fn start(dir: &ScratchDir, cg: &mut TestCgroups) -> Container {
+    let rootfs = dir.subdir("rootfs");
+    busybox_rootfs(&rootfs, &["nsworker_static"]);
+    let c = Container::start(&rootfs, HOSTNAME, &["/bin/nsworker", HOSTNAME]);
+    for (h, props) in LIMITS {
+        let d = cg.create(h, props);
+        stasis_e2e::cgroups::move_in(&d, c.pid);
+    }
+    let t = wait_ticks(&rootfs, 3, Duration::from_secs(10));
+    assert!(t.iter().all(|(_, s)| s == "ok"), "before the dump: {t:?}");
+    c
+}
+
+#[test]
+fn a_container_init_comes_back_as_pid_1_of_new_namespaces_with_hostname_tmpfs_shm_mounts_and_cgroups(
+) {
+    let dir = ScratchDir::new("container-a");
+    let images = dir.subdir("images");
+    let mut cg = TestCgroups::new("ct");
+    let mut c = start(&dir, &mut cg);
+    let rootfs = c.rootfs.clone();
+
+    dump(&images, c.pid, &["--ext-mount-map", "/dev/null:devnull"]).assert_success();
+    c.assert_gone(Duration::from_secs(10));
+    let at_dump = ticks(&rootfs);
+    let last = at_dump.last().expect("ticks before the dump").0;
+
+    // The image holds the namespaces as CRIU writes them.
+    let set = crit_decode_all(&images);
+    let ids = &set.entries("ids-1.img")[0];
+    let pstree = set.pstree();
+    assert_eq!(
+        pstree[0].0, 1,
+        "the root is pid 1 of its namespace: {pstree:?}"
+    );
+    let uts = &set.entries(&format!("utsns-{}.img", ids["uts_ns_id"]))[0];
+    assert_eq!(uts["nodename"], HOSTNAME);
+    let mounts = set.entries(&format!("mountpoints-{}.img", ids["mnt_ns_id"]));
+    let points: Vec<&str> = mounts
+        .iter()
+        .filter_map(|m| m["mountpoint"].as_str())
+        .collect();
+    for p in [
+        "/",
+        "/proc",
+        "/tmp",
+        "/dev",
+        "/dev/null",
+        "/dev/pts",
+        "/dev/mqueue",
+        "/proc/timer_list",
+    ] {
+        assert!(points.contains(&p), "mount {p} recorded: {points:?}");
+    }
+    let devnull = mounts
+        .iter()
+        .find(|m| m["mountpoint"] == "/dev/null")
+        .expect("/dev/null");
+    assert_eq!(devnull["ext_key"], "devnull", "external mount by key");
+    let shm = set.entries(&format!("ipcns-shm-{}.img", ids["ipc_ns_id"]));
+    assert_eq!(shm.len(), 1, "one SysV segment: {shm:?}");
+    assert_eq!(shm[0]["size"], 3 * 4096 + 77);
+    assert!(
+        images
+            .join(format!("netns-{}.img", ids["net_ns_id"]))
+            .is_file(),
+        "the network namespace is dumped"
+    );
+
+    // The container is gone, its cgroups with it.
+    cg.remove_all();
+    let out = restore(
+        &images,
+        &[
+            "--root",
+            rootfs.to_str().unwrap(),
+            "--ext-mount-map",
+            "devnull:/dev/null",
+            "--pidfile",
+            dir.join("pid").to_str().unwrap(),
+        ],
+    );
+    out.assert_success();
+    let pid: i32 = std::fs::read_to_string(dir.join("pid"))
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid in the pidfile");
+    c.restored_as(pid);
+
+    let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
+    let resumed = &after[at_dump.len()..];
+    assert_eq!(
+        resumed.first().map(|t| t.0),
+        Some(last + 1),
+        "the first tick after restore follows the last before the dump"
+    );
+    let bad: Vec<_> = after.iter().filter(|(_, s)| s != "ok").collect();
+    assert!(
+        bad.is_empty(),
+        "the workload found its pid, shm, tmpfs or hostname wrong: {bad:?}"
+    );
+
+    // Seen from outside: namespaces, names, objects and mounts.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(
+        nspid.ends_with("\t1"),
+        "PID 1 inside its namespace: {nspid}"
+    );
+    for ns in ["pid", "mnt", "uts", "ipc", "net"] {
+        let mine = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let its = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        assert_ne!(mine, its, "the restored init has its own {ns} namespace");
+    }
+    assert_eq!(c.nsenter(&["-u"], &["hostname"]).trim(), HOSTNAME);
+    let ipcs = c.nsenter(&["-i"], &["ipcs", "-m"]);
+    assert!(
+        ipcs.contains("0x0057a515") && ipcs.contains("12365"),
+        "the segment is back with its key and size: {ipcs}"
+    );
+    let note = std::fs::read_to_string(format!("/proc/{pid}/root/tmp/note")).unwrap();
+    assert_eq!(note, "kept on tmpfs across the checkpoint\n");
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    for (point, fs) in [
+        ("/proc", "proc"),
+        ("/tmp", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/mqueue", "mqueue"),
+        ("/proc/timer_list", "devtmpfs"),
+    ] {
+        assert!(
+            mountinfo
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some(point) && l.contains(&format!(" - {fs} "))),
+            "{point} ({fs}) is mounted in the restored container:\n{mountinfo}"
+        );
+    }
+    assert!(
+        host_mounts_under(&rootfs).is_empty(),
+        "no mount of the container leaks to the host: {:?}",
+        host_mounts_under(&rootfs)
+    );
+    for (h, props) in LIMITS {
+        assert_eq!(cgroup_of(pid, h), cg.path(), "restored init's {h} cgroup");
+        for (k, v) in *props {
+            let f = Path::new(ROOT).join(h).join(&cg.name).join(k);
+            assert_eq!(read(&f), *v, "{} after restore", f.display());
+        }
+    }
+}
+
+#[test]
+fn restoring_a_container_without_its_root_or_an_external_mount_fails_by_name_and_leaves_nothing() {
+    let dir = ScratchDir::new("container-refused");
+    let images = dir.subdir("images");
+    let mut cg = TestCgroups::new("ctno");
+    let c = start(&dir, &mut cg);
+    let rootfs = c.rootfs.clone();
+
+    // A mount from outside the container that is not declared external: refused, and
+    // the container runs on.
+    let refused = dump(&images, c.pid, &[]);
+    refused.assert_clean_failure();
+    assert!(
+        refused.stderr.contains("/dev/null") && refused.stderr.contains("external"),
+        "the dump names the mount and the way out: {}",
+        refused.stderr
+    );
+    let n = ticks(&rootfs).len();
+    wait_ticks(&rootfs, n + 2, Duration::from_secs(10));
+
+    dump(&images, c.pid, &["--ext-mount-map", "/dev/null:devnull"]).assert_success();
+    c.assert_gone(Duration::from_secs(10));
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| !n.to_string_lossy().ends_with(".log"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&images);
+
+    let no_root = restore(&images, &["--ext-mount-map", "devnull:/dev/null"]);
+    no_root.assert_clean_failure();
+    assert!(no_root.stderr.contains("--root"), "{}", no_root.stderr);
+
+    let no_map = restore(&images, &["--root", rootfs.to_str().unwrap()]);
+    no_map.assert_clean_failure();
+    assert!(
+        no_map.stderr.contains("/dev/null") && no_map.stderr.contains("devnull"),
+        "names the external mount and its key: {}",
+        no_map.stderr
+    );
+
+    let gone = dir.join("no-such-file");
+    let missing = restore(
+        &images,
+        &[
+            "--root",
+            rootfs.to_str().unwrap(),
+            "--ext-mount-map",
+            &format!("devnull:{}", gone.display()),
+        ],
+    );
+    missing.assert_clean_failure();
+    assert!(
+        missing.stderr.contains("no-such-file"),
+        "{}",
+        missing.stderr
+    );
+    assert_eq!(listing(&images), before, "images untouched");
+
+    // A tmpfs whose contents cannot be unpacked fails inside the new mount namespace,
+    // after the fork: the half-built container is killed and nothing stays mounted.
+    let broken = dir.subdir("broken");
+    for name in &before {
+        std::fs::copy(images.join(name), broken.join(name)).unwrap();
+    }
+    let tarball = before
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .find(|n| n.starts_with("tmpfs-dev-"))
+        .expect("a tmpfs tarball");
+    stasis_e2e::images::truncate(&broken.join(&tarball), 10);
+    let late = restore(
+        &broken,
+        &[
+            "--root",
+            rootfs.to_str().unwrap(),
+            "--ext-mount-map",
+            "devnull:/dev/null",
+        ],
+    );
+    late.assert_clean_failure();
+    assert!(
+        late.stderr.contains(&tarball),
+        "names the tarball: {}",
+        late.stderr
+    );
+    assert!(
+        host_mounts_under(&rootfs).is_empty(),
+        "no mount leaks: {:?}",
+        host_mounts_under(&rootfs)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stasis_e2e::proc::live_pids_with_arg("/bin/nsworker").is_empty() {
+        assert!(Instant::now() < deadline, "a container process is left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,90 @@
+/* A minimal container launcher: starts a program as PID 1 of new pid, mount, uts,
+ * ipc and network namespaces, inside ROOTFS (pivot_root), with /proc, a tmpfs /tmp,
+ * a tmpfs /dev holding a bind of the host's /dev/null (an external mount), a devpts,
+ * an mqueue, and /proc/timer_list masked by a bind of that /dev/null.
+ *
+ *   nsinit ROOTFS HOSTNAME PROGRAM [ARGS...]
+ *
+ * Prints the container init's host PID on stdout and exits at once: the init is
+ * reparented to the nearest subreaper (the test). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static char **args;
+
+static void die(const char *what) {
+	fprintf(stderr, "nsinit: %s: %s\n", what, strerror(errno));
+	_exit(111);
+}
+
+static void mnt(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
+	if (mount(src, dst, type, flags, data) < 0) {
+		fprintf(stderr, "nsinit: mount %s on %s: %s\n", src ? src : "none", dst, strerror(errno));
+		_exit(111);
+	}
+}
+
+static int init(void *unused) {
+	(void)unused;
+	const char *root = args[1];
+	mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	mnt(root, root, NULL, MS_BIND, NULL);
+	if (chdir(root) < 0)
+		die("chdir rootfs");
+	mkdir("proc", 0555);
+	mkdir("tmp", 01777);
+	mkdir("dev", 0755);
+	mkdir("data", 0755);
+	mnt("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mnt("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=1777");
+	mnt("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=1m");
+	int fd = open("dev/null", O_CREAT | O_WRONLY, 0666);
+	if (fd < 0)
+		die("create dev/null");
+	close(fd);
+	mnt("/dev/null", "dev/null", NULL, MS_BIND, NULL);
+	mkdir("dev/pts", 0755);
+	mnt("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	mkdir("dev/mqueue", 0755);
+	mnt("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mnt("dev/null", "proc/timer_list", NULL, MS_BIND, NULL);
+	if (setsid() < 0)
+		die("setsid");
+	if (sethostname(args[2], strlen(args[2])) < 0)
+		die("sethostname");
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		die("pivot_root");
+	if (umount2(".", MNT_DETACH) < 0)
+		die("umount old root");
+	if (chdir("/") < 0)
+		die("chdir /");
+	execv(args[3], &args[3]);
+	die("exec");
+	return 111;
+}
+
+int main(int argc, char **argv) {
+	if (argc < 4) {
+		fprintf(stderr, "usage: nsinit ROOTFS HOSTNAME PROGRAM [ARGS...]\n");
+		return 2;
+	}
+	args = argv;
+	static char stack[1 << 16];
+	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD;
+	pid_t pid = clone(init, stack + sizeof(stack), flags, NULL);
+	if (pid < 0)
+		die("clone");
+	printf("%d\n", pid);
+	fflush(stdout);
+	return 0;
+}
