@@ -8,6 +8,11 @@
 # their PATH, where /usr/local/sbin comes before /usr/sbin. So this installs
 #   PREFIX/sbin/stasis        the binary (from target/release/stasis by default)
 #   PREFIX/sbin/criu          a symlink to stasis
+#   PREFIX/sbin/stasis-runc   the runc-compatible runtime (podman --runtime, docker runtimes)
+#   PREFIX/sbin/containerd-shim-stasis-v2   containerd's runtime io.containerd.stasis.v2
+# (the last two from beside the stasis binary, when they were built: cargo build --release
+# -p stasis-runc -p containerd-shim-stasis-v2). stasis-runc finds stasis next to itself and
+# the shim finds stasis-runc next to itself. Config snippets: deploy/{containerd,podman,docker}.
 # Debian's /usr/sbin/criu (the criu package) is never touched. A /usr/local/sbin/criu that
 # is not ours is kept aside as criu.pre-stasis and put back by --uninstall.
 set -eu
@@ -71,6 +76,12 @@ if [ "$uninstall" -eq 1 ]; then
         rm -f "$stasis"
         echo "removed $stasis"
     fi
+    for extra in stasis-runc containerd-shim-stasis-v2; do
+        if [ -e "$sbin/$extra" ]; then
+            rm -f "$sbin/$extra"
+            echo "removed $sbin/$extra"
+        fi
+    done
     exit 0
 fi
 
@@ -94,6 +105,18 @@ if ! ours; then
     mv -f "$criu.new" "$criu"
 fi
 echo "linked $criu -> stasis"
+
+# The runtime and the containerd shim, built beside the stasis binary.
+bindir=$(dirname "$bin")
+for extra in stasis-runc containerd-shim-stasis-v2; do
+    if [ -x "$bindir/$extra" ]; then
+        install -m 0755 "$bindir/$extra" "$sbin/$extra.new"
+        mv -f "$sbin/$extra.new" "$sbin/$extra"
+        echo "installed $sbin/$extra"
+    else
+        echo "note: no $bindir/$extra; build it with \`cargo build --release -p $extra\` to install it"
+    fi
+done
 
 # What a runtime will run: the first criu in a service's PATH.
 svc_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
