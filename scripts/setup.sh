@@ -10,6 +10,7 @@ packages=(
     gcc libc6-dev   # the C workload programs
     openjdk-17-jdk-headless  # JVM workloads and the CPU-feature tests
     util-linux procps
+    runc containerd podman docker.io  # the runtime tests (stasis-runc, the containerd shim, podman, docker)
     nftables iproute2  # network namespaces: nft for the network lock and nftables images, ip for links/addresses/routes
     qemu-system-x86 linux-image-amd64 cpio  # the CPU-gate test boots an older CPU (TCG) with a Debian kernel
 )

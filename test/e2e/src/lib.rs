@@ -19,6 +19,7 @@ pub mod images;
 pub mod log;
 pub mod proc;
 pub mod run;
+pub mod runtime_env;
 pub mod scratch;
 pub mod workload;
 

@@ -1,0 +1,419 @@
+//! What the runtime tests (tests/runtimes.rs) need around real container tools: a busybox
+//! root filesystem with a counting workload, a runc bundle, an OCI/docker image archive
+//! built from the rootfs (no registry), and containerd and dockerd daemons started in a
+//! private directory and stopped when the test ends.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::proc::{kill_and_reap, signal, ProcessGuard};
+use crate::run::{run, stasis_bin, Output};
+
+/// The workload: counts in /data/counter, five times a second.
+pub const COUNTER_LOOP: &str =
+    "i=0; while true; do i=$((i+1)); echo $i > /data/counter; sleep 0.2; done";
+
+/// The image name the archive carries.
+pub const IMAGE: &str = "localhost/stasis-busybox:latest";
+
+/// Where the release binaries are: beside the stasis binary under test.
+pub fn release_dir() -> PathBuf {
+    stasis_bin()
+        .parent()
+        .expect("stasis has a directory")
+        .to_path_buf()
+}
+
+/// A release binary of this workspace (stasis-runc, containerd-shim-stasis-v2); panics if
+/// it was not built.
+pub fn release_bin(name: &str) -> PathBuf {
+    let p = release_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} does not exist: build it with `cargo build --release -p {name}`",
+        p.display()
+    );
+    p
+}
+
+/// `PATH` with `dirs` first.
+pub fn path_with(dirs: &[&Path]) -> std::ffi::OsString {
+    let mut all: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    all.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+    ));
+    std::env::join_paths(all).expect("join PATH")
+}
+
+/// Runs `program args` with the default timeout.
+pub fn cmd(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+    let mut c = Command::new(program);
+    c.args(args);
+    run(c, Duration::from_secs(120))
+}
+
+/// Makes a busybox root filesystem at `root` (/bin/busybox and its applets, /data).
+pub fn busybox_rootfs(root: &Path) {
+    for d in [
+        "bin", "proc", "sys", "dev", "tmp", "etc", "data", "root", "run",
+    ] {
+        std::fs::create_dir_all(root.join(d)).expect("create rootfs dirs");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy /bin/busybox");
+    let list = cmd("/bin/busybox", &["--list"]);
+    list.assert_success();
+    for applet in list
+        .stdout
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+}
+
+/// A runc bundle at `bundle` whose process runs `COUNTER_LOOP` without a terminal.
+pub fn runc_bundle(bundle: &Path) {
+    busybox_rootfs(&bundle.join("rootfs"));
+    let mut spec = Command::new("runc");
+    spec.args(["spec", "--bundle"]).arg(bundle);
+    run(spec, Duration::from_secs(30)).assert_success();
+    let path = bundle.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["process"]["terminal"] = false.into();
+    v["process"]["args"] = serde_json::json!(["sh", "-c", COUNTER_LOOP]);
+    v["root"]["readonly"] = false.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Reads an integer counter file (None while it is missing or being rewritten).
+pub fn read_counter(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Waits until the counter at `path` exceeds `above`; returns the value seen.
+pub fn wait_counter_above(path: &Path, above: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = read_counter(path) {
+            if v > above {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counter at {} did not pass {above} within {timeout:?} (now {:?})",
+            path.display(),
+            read_counter(path)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    let out = cmd("sha256sum", &[path.to_str().unwrap()]);
+    out.assert_success();
+    out.stdout.split_whitespace().next().unwrap().to_string()
+}
+
+fn blob(dir: &Path, content: &[u8]) -> (String, usize) {
+    let tmp = dir.join("blob.tmp");
+    std::fs::write(&tmp, content).unwrap();
+    let digest = sha256(&tmp);
+    std::fs::rename(&tmp, dir.join("blobs/sha256").join(&digest)).unwrap();
+    (digest, content.len())
+}
+
+/// An image archive of `rootfs` named [`IMAGE`], in both the OCI layout (`index.json`,
+/// for `ctr images import`) and docker's (`manifest.json`, for `docker load`).
+pub fn image_archive(rootfs: &Path, work: &Path) -> PathBuf {
+    let dir = work.join("image");
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let layer_tmp = dir.join("layer.tar");
+    cmd(
+        "tar",
+        &[
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            layer_tmp.to_str().unwrap(),
+            ".",
+        ],
+    )
+    .assert_success();
+    let layer = sha256(&layer_tmp);
+    let layer_size = std::fs::metadata(&layer_tmp).unwrap().len();
+    std::fs::rename(&layer_tmp, dir.join("blobs/sha256").join(&layer)).unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer}")] },
+    });
+    let (cfg, cfg_size) = blob(&dir, config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("sha256:{cfg}"), "size": cfg_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                     "digest": format!("sha256:{layer}"), "size": layer_size }],
+    });
+    let (man, man_size) = blob(&dir, manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": format!("sha256:{man}"), "size": man_size,
+                        "annotations": { "io.containerd.image.name": IMAGE,
+                                         "org.opencontainers.image.ref.name": "latest" } }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let docker = serde_json::json!([{
+        "Config": format!("blobs/sha256/{cfg}"),
+        "RepoTags": [IMAGE],
+        "Layers": [format!("blobs/sha256/{layer}")],
+    }]);
+    std::fs::write(dir.join("manifest.json"), docker.to_string()).unwrap();
+    let archive = work.join("image.tar");
+    cmd(
+        "tar",
+        &[
+            "-C",
+            dir.to_str().unwrap(),
+            "-cf",
+            archive.to_str().unwrap(),
+            ".",
+        ],
+    )
+    .assert_success();
+    archive
+}
+
+/// A daemon started for one test and stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    pub name: &'static str,
+    pid: i32,
+    guard: ProcessGuard,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &'static str, mut c: Command, log: PathBuf, marker: &str) -> Daemon {
+        crate::proc::become_subreaper();
+        let out = std::fs::File::create(&log).expect("create daemon log");
+        let child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let pid = child.id() as i32;
+        drop(child);
+        Daemon {
+            name,
+            pid,
+            guard: ProcessGuard::new(pid, marker),
+            log,
+        }
+    }
+
+    fn wait_ready(&self, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not come up; its log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = signal(self.pid, libc::SIGTERM);
+        if crate::proc::wait_gone(self.pid, Duration::from_secs(20)).is_err() {
+            let _ = kill_and_reap(self.pid, Duration::from_secs(10));
+        }
+        self.guard.disarm();
+    }
+}
+
+/// containerd with its root, state and sockets under `dir`, and this workspace's release
+/// directory first in its PATH (where containerd finds `containerd-shim-stasis-v2`).
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    _daemon: Daemon,
+}
+
+impl Containerd {
+    pub fn start(dir: &Path) -> Containerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n\
+             [debug]\n  address = \"{d}/debug.sock\"\n",
+            d = dir.display(),
+            s = socket.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let mut c = Command::new("containerd");
+        c.arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path_with(&[&release_dir()]));
+        let daemon = Daemon::spawn(
+            "containerd",
+            c,
+            dir.join("containerd.log"),
+            &dir.display().to_string(),
+        );
+        let ctd = Containerd {
+            dir: dir.to_path_buf(),
+            socket,
+            _daemon: daemon,
+        };
+        ctd._daemon
+            .wait_ready(|| ctd.ctr("default", &["version"]).success());
+        ctd
+    }
+
+    /// `ctr --address SOCK --namespace NS ARGS`.
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> Output {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", namespace])
+            .args(args);
+        run(c, Duration::from_secs(180))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+/// dockerd (experimental, for `docker checkpoint`) on a given containerd, with the
+/// runtime `stasis` = this workspace's stasis-runc, everything under `dir`.
+pub struct Dockerd {
+    pub socket: PathBuf,
+    _daemon: Daemon,
+}
+
+/// Debian's docker CLI (20.10); a newer CLI may shadow it in /usr/local/bin and speak an
+/// API version dockerd 20.10 refuses.
+pub const DOCKER_CLI: &str = "/usr/bin/docker";
+
+impl Dockerd {
+    pub fn start(dir: &Path, containerd: &Containerd) -> Dockerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let mut c = Command::new("dockerd");
+        c.arg("--experimental")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--containerd")
+            .arg(&containerd.socket)
+            .args([
+                "--containerd-namespace",
+                "moby",
+                "--iptables=false",
+                "--ip6tables=false",
+            ])
+            .args([
+                "--bridge=none",
+                "--ip-masq=false",
+                "--storage-driver",
+                "overlay2",
+            ])
+            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
+            .args(["--default-ulimit", "nofile=1024:1024"])
+            .arg("--add-runtime")
+            .arg(format!("stasis={}", release_bin("stasis-runc").display()))
+            .env("PATH", path_with(&[&release_dir()]));
+        let daemon = Daemon::spawn(
+            "dockerd",
+            c,
+            dir.join("dockerd.log"),
+            &dir.display().to_string(),
+        );
+        let d = Dockerd {
+            socket,
+            _daemon: daemon,
+        };
+        d._daemon.wait_ready(|| d.docker(&["version"]).success());
+        d
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(DOCKER_CLI);
+        c.arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args);
+        run(c, Duration::from_secs(180))
+    }
+}
+
+/// podman with private storage under `dir`, `stasis-runc` as its runtime, and stasis as
+/// the `criu` it probes.
+pub struct Podman {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Podman {
+    pub fn new(dir: &Path) -> Podman {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let _ = std::os::unix::fs::symlink(stasis_bin(), bin.join("criu"));
+        std::fs::write(
+            dir.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\nrunroot = \"{d}/run\"\ngraphroot = \"{d}/storage\"\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        Podman {
+            dir: dir.to_path_buf(),
+            bin,
+        }
+    }
+
+    pub fn podman(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
+            .env("PATH", path_with(&[&self.bin]))
+            .arg("--root")
+            .arg(self.dir.join("storage"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .arg("--runtime")
+            .arg(release_bin("stasis-runc"))
+            .args(args);
+        run(c, Duration::from_secs(180))
+    }
+}

@@ -1,0 +1,502 @@
+//! stasis as the runtimes use it: `stasis-runc` in place of runc (directly, under podman
+//! and under docker) and `containerd-shim-stasis-v2` under containerd. Real runc,
+//! containerd, podman and dockerd from Debian's packages (scripts/setup.sh installs
+//! them); the daemons are started by each test in its own directory and stopped after.
+//!
+//! Checkpoint/restore flows prove that a container's counter continues after the restore.
+//! They need the engine to handle containers with their own pid and mount namespaces and
+//! are ignored until it does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use stasis_e2e::run::run;
+use stasis_e2e::runtime_env::{
+    busybox_rootfs, image_archive, read_counter, release_bin, runc_bundle, wait_counter_above,
+    Containerd, Dockerd, Podman, COUNTER_LOOP, IMAGE,
+};
+use stasis_e2e::{Output, ScratchDir};
+
+const COUNT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `stasis-runc --root ROOT ARGS` in `bundle`.
+fn stasis_runc(root: &Path, bundle: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new(release_bin("stasis-runc"));
+    c.current_dir(bundle).arg("--root").arg(root).args(args);
+    run(c, Duration::from_secs(120))
+}
+
+/// Removes a runc container whatever state it is in, when the test ends.
+struct RuncContainer {
+    root: PathBuf,
+    id: String,
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let mut c = Command::new("runc");
+        c.arg("--root")
+            .arg(&self.root)
+            .args(["delete", "--force", &self.id]);
+        let _ = run(c, Duration::from_secs(30));
+    }
+}
+
+fn runc_state(root: &Path, bundle: &Path, id: &str) -> serde_json::Value {
+    let out = stasis_runc(root, bundle, &["state", id]);
+    out.assert_success();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("state is not JSON ({e}):\n{out}"))
+}
+
+#[test]
+fn stasis_runc_hands_run_state_kill_and_delete_to_the_real_runc() {
+    let dir = ScratchDir::new("rt-passthrough");
+    let bundle = dir.join("bundle");
+    runc_bundle(&bundle);
+    let root = dir.subdir("runc-root");
+    let _cleanup = RuncContainer {
+        root: root.clone(),
+        id: "pt1".into(),
+    };
+
+    stasis_runc(&root, &bundle, &["run", "--detach", "pt1"]).assert_success();
+    let state = runc_state(&root, &bundle, "pt1");
+    assert_eq!(state["status"], "running", "{state}");
+    assert_eq!(state["id"], "pt1");
+    wait_counter_above(&bundle.join("rootfs/data/counter"), 2, COUNT_TIMEOUT);
+
+    // runc's own list sees the container stasis-runc started.
+    let mut list = Command::new("runc");
+    list.arg("--root").arg(&root).args(["list", "--quiet"]);
+    assert!(run(list, Duration::from_secs(30))
+        .stdout
+        .lines()
+        .any(|l| l == "pt1"));
+
+    stasis_runc(&root, &bundle, &["kill", "pt1", "KILL"]).assert_success();
+    let stopped = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        runc_state(&root, &bundle, "pt1")["status"] == "stopped"
+    });
+    assert!(stopped, "the container did not stop after kill");
+    stasis_runc(&root, &bundle, &["delete", "pt1"]).assert_success();
+    // runc's exit code and message for a container that is gone, unchanged.
+    let gone = stasis_runc(&root, &bundle, &["state", "pt1"]);
+    assert_eq!(gone.status.code(), Some(1), "{gone}");
+    assert!(gone.stderr.contains("does not exist"), "{gone}");
+}
+
+#[test]
+fn podmans_checkpoint_probes_pass() {
+    let dir = ScratchDir::new("rt-probes");
+    // CRRuntimeSupportsCheckpointRestore: `<runtime> checkpoint --help` exits 0.
+    let help = stasis_runc(dir.path(), dir.path(), &["checkpoint", "--help"]);
+    help.assert_success();
+    for flag in [
+        "--image-path",
+        "--work-path",
+        "--leave-running",
+        "--tcp-established",
+        "--file-locks",
+        "--pre-dump",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // CRRuntimeSupportsPodCheckpointRestore: "flag needs an argument" in the combined output.
+    let lsm = stasis_runc(dir.path(), dir.path(), &["restore", "--lsm-mount-context"]);
+    assert!(
+        format!("{}{}", lsm.stdout, lsm.stderr).contains("flag needs an argument"),
+        "{lsm}"
+    );
+    assert_ne!(lsm.status.code(), Some(0));
+}
+
+#[test]
+fn containerd_runs_lists_kills_and_deletes_a_task_through_the_stasis_shim() {
+    let dir = ScratchDir::new("rt-shim");
+    let ctd = Containerd::start(&dir.join("containerd"));
+    let rootfs = dir.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let archive = image_archive(&rootfs, dir.path());
+    let ns = "stasis-e2e";
+    ctd.ctr(ns, &["images", "import", archive.to_str().unwrap()])
+        .assert_success();
+
+    let run_out = ctd.ctr(
+        ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.stasis.v2",
+            IMAGE,
+            "sh1",
+            "sh",
+            "-c",
+            COUNTER_LOOP,
+        ],
+    );
+    let cleanup = CtrCleanup {
+        ctd: &ctd,
+        ns,
+        id: "sh1",
+    };
+    assert!(
+        run_out.success(),
+        "{run_out}\ncontainerd log:\n{}",
+        ctd.log()
+    );
+
+    let tasks = ctd.ctr(ns, &["tasks", "ls"]);
+    tasks.assert_success();
+    let line = tasks
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("sh1"))
+        .unwrap_or_else(|| panic!("{tasks}"));
+    assert!(line.contains("RUNNING"), "{tasks}");
+    let pid: i32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let counter = PathBuf::from(format!("/proc/{pid}/root/data/counter"));
+    wait_counter_above(&counter, 2, COUNT_TIMEOUT);
+
+    // The shim is ours, and it runs the container through stasis-runc and runc.
+    let shim = stasis_e2e::proc::live_pids_with_arg("containerd-shim-stasis-v2");
+    assert!(!shim.is_empty(), "no containerd-shim-stasis-v2 process");
+    let ps = ctd.ctr(ns, &["tasks", "ps", "sh1"]);
+    ps.assert_success();
+    assert!(ps.stdout.contains(&pid.to_string()), "{ps}");
+
+    ctd.ctr(ns, &["tasks", "kill", "-s", "SIGKILL", "sh1"])
+        .assert_success();
+    let stopped = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        ctd.ctr(ns, &["tasks", "ls"])
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("sh1") && l.contains("STOPPED"))
+    });
+    assert!(
+        stopped,
+        "the task did not stop:\n{}",
+        ctd.ctr(ns, &["tasks", "ls"])
+    );
+    ctd.ctr(ns, &["tasks", "delete", "sh1"]).assert_success();
+    ctd.ctr(ns, &["containers", "delete", "sh1"])
+        .assert_success();
+    let tasks = ctd.ctr(ns, &["tasks", "ls"]);
+    assert!(!tasks.stdout.contains("sh1"), "{tasks}");
+    drop(cleanup);
+}
+
+/// Kills and removes a ctr container at the end of a test, passing or not.
+struct CtrCleanup<'a> {
+    ctd: &'a Containerd,
+    ns: &'a str,
+    id: &'a str,
+}
+
+impl Drop for CtrCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ctd
+            .ctr(self.ns, &["tasks", "kill", "-s", "SIGKILL", self.id]);
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self
+            .ctd
+            .ctr(self.ns, &["tasks", "delete", "--force", self.id]);
+        let _ = self.ctd.ctr(self.ns, &["containers", "delete", self.id]);
+    }
+}
+
+fn task_pid(ctd: &Containerd, ns: &str, id: &str) -> i32 {
+    let tasks = ctd.ctr(ns, &["tasks", "ls"]);
+    let line = tasks
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(id) && l.contains("RUNNING"))
+        .unwrap_or_else(|| panic!("no running task {id}:\n{tasks}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs container namespaces (issue 4)"]
+fn runc_checkpoint_and_restore_through_stasis_runc_continue_the_counter() {
+    let dir = ScratchDir::new("rt-runc-cr");
+    let bundle = dir.join("bundle");
+    runc_bundle(&bundle);
+    let root = dir.subdir("runc-root");
+    let _cleanup = RuncContainer {
+        root: root.clone(),
+        id: "cr1".into(),
+    };
+    let counter = bundle.join("rootfs/data/counter");
+
+    stasis_runc(&root, &bundle, &["run", "--detach", "cr1"]).assert_success();
+    wait_counter_above(&counter, 5, COUNT_TIMEOUT);
+    let (img, work) = (dir.subdir("img"), dir.subdir("work"));
+    let ck = stasis_runc(
+        &root,
+        &bundle,
+        &[
+            "checkpoint",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+            "cr1",
+        ],
+    );
+    ck.assert_success();
+    let at_dump = read_counter(&counter).expect("counter after dump");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        read_counter(&counter),
+        Some(at_dump),
+        "the container kept counting after checkpoint"
+    );
+
+    stasis_runc(
+        &root,
+        &bundle,
+        &[
+            "restore",
+            "--detach",
+            "--image-path",
+            img.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+            "cr1",
+        ],
+    )
+    .assert_success();
+    let after = wait_counter_above(&counter, at_dump, COUNT_TIMEOUT);
+    assert!(
+        after > at_dump && after < at_dump + 20,
+        "counter went {at_dump} -> {after}"
+    );
+    assert_eq!(runc_state(&root, &bundle, "cr1")["status"], "running");
+    // runc's state after the restore is runc's own: kill and delete work.
+    stasis_runc(&root, &bundle, &["kill", "cr1", "KILL"]).assert_success();
+    std::thread::sleep(Duration::from_millis(500));
+    stasis_runc(&root, &bundle, &["delete", "--force", "cr1"]).assert_success();
+}
+
+#[test]
+#[ignore = "needs container namespaces (issue 4)"]
+fn ctr_task_checkpoint_then_container_checkpoint_and_restore_continue_the_counter() {
+    let dir = ScratchDir::new("rt-ctr-cr");
+    let ctd = Containerd::start(&dir.join("containerd"));
+    let rootfs = dir.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let archive = image_archive(&rootfs, dir.path());
+    let ns = "stasis-e2e";
+    ctd.ctr(ns, &["images", "import", archive.to_str().unwrap()])
+        .assert_success();
+    let _cleanup = CtrCleanup {
+        ctd: &ctd,
+        ns,
+        id: "k1",
+    };
+    ctd.ctr(
+        ns,
+        &[
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.stasis.v2",
+            IMAGE,
+            "k1",
+            "sh",
+            "-c",
+            COUNTER_LOOP,
+        ],
+    )
+    .assert_success();
+    let pid = task_pid(&ctd, ns, "k1");
+    let counter = PathBuf::from(format!("/proc/{pid}/root/data/counter"));
+    wait_counter_above(&counter, 3, COUNT_TIMEOUT);
+
+    // ctr t checkpoint: leave running, images into the content store.
+    ctd.ctr(ns, &["tasks", "checkpoint", "k1"]).assert_success();
+    let images = ctd.ctr(ns, &["images", "ls", "-q"]);
+    assert!(
+        images.stdout.contains("containerd.io/checkpoint/k1"),
+        "{images}"
+    );
+    let still = wait_counter_above(&counter, read_counter(&counter).unwrap_or(0), COUNT_TIMEOUT);
+
+    // ctr c checkpoint --task, then kill, remove and restore the container.
+    ctd.ctr(
+        ns,
+        &[
+            "containers",
+            "checkpoint",
+            "--task",
+            "--rw",
+            "--image",
+            "k1",
+            "localhost/k1-ckpt:1",
+        ],
+    )
+    .assert_success();
+    let at_dump = read_counter(&counter).expect("counter at the container checkpoint");
+    assert!(at_dump >= still);
+    ctd.ctr(ns, &["tasks", "kill", "-s", "SIGKILL", "k1"])
+        .assert_success();
+    std::thread::sleep(Duration::from_millis(500));
+    ctd.ctr(ns, &["tasks", "delete", "k1"]).assert_success();
+    ctd.ctr(ns, &["containers", "delete", "k1"])
+        .assert_success();
+    ctd.ctr(
+        ns,
+        &[
+            "containers",
+            "restore",
+            "--live",
+            "--rw",
+            "k1",
+            "localhost/k1-ckpt:1",
+        ],
+    )
+    .assert_success();
+    let pid = task_pid(&ctd, ns, "k1");
+    let counter = PathBuf::from(format!("/proc/{pid}/root/data/counter"));
+    let first = read_counter(&counter).expect("restored counter");
+    assert!(
+        first >= at_dump,
+        "the restored container counts from {first}, not from {at_dump}"
+    );
+    let after = wait_counter_above(&counter, first, COUNT_TIMEOUT);
+    assert!(after < at_dump + 100, "counter went {at_dump} -> {after}");
+}
+
+#[test]
+#[ignore = "needs container namespaces (issue 4)"]
+fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_import() {
+    let dir = ScratchDir::new("rt-podman");
+    let pm = Podman::new(&dir.join("podman"));
+    let rootfs = dir.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let tar = dir.join("rootfs.tar");
+    stasis_e2e::runtime_env::cmd(
+        "tar",
+        &[
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    )
+    .assert_success();
+    pm.podman(&[
+        "import",
+        "--change",
+        "CMD [\"/bin/sh\"]",
+        tar.to_str().unwrap(),
+        IMAGE,
+    ])
+    .assert_success();
+    pm.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "p1",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        COUNTER_LOOP,
+    ])
+    .assert_success();
+    let counter_of = |name: &str| -> PathBuf {
+        let out = pm.podman(&["inspect", "--format", "{{.State.Pid}}", name]);
+        out.assert_success();
+        PathBuf::from(format!("/proc/{}/root/data/counter", out.stdout.trim()))
+    };
+    wait_counter_above(&counter_of("p1"), 3, COUNT_TIMEOUT);
+
+    // In place.
+    pm.podman(&["container", "checkpoint", "p1"])
+        .assert_success();
+    pm.podman(&["container", "restore", "p1"]).assert_success();
+    let c = counter_of("p1");
+    let first = read_counter(&c).expect("counter after in-place restore");
+    assert!(first > 3, "restored in place from {first}");
+    wait_counter_above(&c, first, COUNT_TIMEOUT);
+
+    // Export and import under a new name.
+    let export = dir.join("p1.tar.zst");
+    pm.podman(&[
+        "container",
+        "checkpoint",
+        "--export",
+        export.to_str().unwrap(),
+        "p1",
+    ])
+    .assert_success();
+    let at_dump = first;
+    pm.podman(&[
+        "container",
+        "restore",
+        "--import",
+        export.to_str().unwrap(),
+        "--name",
+        "p2",
+    ])
+    .assert_success();
+    let c = counter_of("p2");
+    let first = read_counter(&c).expect("counter after import");
+    assert!(first >= at_dump, "imported container counts from {first}");
+    wait_counter_above(&c, first, COUNT_TIMEOUT);
+    let _ = pm.podman(&["rm", "-f", "p1", "p2"]);
+}
+
+#[test]
+#[ignore = "needs container namespaces (issue 4)"]
+fn docker_with_the_stasis_runtime_checkpoints_and_starts_from_the_checkpoint() {
+    let dir = ScratchDir::new("rt-docker");
+    let ctd = Containerd::start(&dir.join("containerd"));
+    let dockerd = Dockerd::start(&dir.join("docker"), &ctd);
+    let rootfs = dir.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let archive = image_archive(&rootfs, dir.path());
+    dockerd
+        .docker(&["load", "-i", archive.to_str().unwrap()])
+        .assert_success();
+    dockerd
+        .docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            "stasis",
+            "--name",
+            "d1",
+            "--network",
+            "none",
+            IMAGE,
+            "sh",
+            "-c",
+            COUNTER_LOOP,
+        ])
+        .assert_success();
+    let counter_of = || -> PathBuf {
+        let out = dockerd.docker(&["inspect", "--format", "{{.State.Pid}}", "d1"]);
+        out.assert_success();
+        PathBuf::from(format!("/proc/{}/root/data/counter", out.stdout.trim()))
+    };
+    wait_counter_above(&counter_of(), 3, COUNT_TIMEOUT);
+    dockerd
+        .docker(&["checkpoint", "create", "d1", "cp1"])
+        .assert_success();
+    dockerd
+        .docker(&["start", "--checkpoint", "cp1", "d1"])
+        .assert_success();
+    let c = counter_of();
+    let first = read_counter(&c).expect("counter after docker start --checkpoint");
+    assert!(first > 3, "restored from {first}");
+    wait_counter_above(&c, first, COUNT_TIMEOUT);
+    let _ = dockerd.docker(&["rm", "-f", "d1"]);
+}
