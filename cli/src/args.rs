@@ -53,6 +53,8 @@ pub struct Args {
     pub veths: Vec<(String, String)>,
     /// `--empty-ns net`: clone flags of the namespaces restored empty.
     pub empty_ns: i32,
+    /// `--inherit-fd fd[N]:KEY`, in order.
+    pub inherit_fds: Vec<(String, i32)>,
     /// `--network-lock skip`: do not lock the network of a dumped network namespace.
     pub network_lock_skip: bool,
     /// Positional arguments after the verb (for example `swrk <fd>`).
@@ -84,7 +86,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--port",
     "--prev-images-dir",
     "--lazy-pages",
-    "--inherit-fd",
     "--join-ns",
     "--action-script",
     "--lsm-profile",
@@ -212,6 +213,23 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
                     what: "veth pair (IN=OUT)",
                 })?;
                 a.veths.push((i.to_string(), o.to_string()));
+            }
+            "--inherit-fd" => {
+                let v = value(&mut it)?;
+                let parsed = v
+                    .strip_prefix("fd[")
+                    .and_then(|r| r.split_once("]:"))
+                    .and_then(|(n, k)| Some((k.to_string(), n.parse::<i32>().ok()?)));
+                match parsed {
+                    Some((k, n)) if n >= 0 && !k.is_empty() => a.inherit_fds.push((k, n)),
+                    _ => {
+                        return Err(ArgError::Invalid {
+                            opt: name.clone(),
+                            value: v,
+                            what: "inherited descriptor (fd[N]:KEY)",
+                        })
+                    }
+                }
             }
             "--network-lock" => match value(&mut it)?.as_str() {
                 "nftables" => a.network_lock_skip = false,

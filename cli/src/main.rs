@@ -157,6 +157,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         root: args.root.clone(),
         external_mounts: args.ext_mounts.clone(),
         veths: args.veths.clone(),
+        inherit_fds: args.inherit_fds.clone(),
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

@@ -219,7 +219,10 @@ fn runc_s_feature_check_with_full_opts_logs_to_dump_log_in_the_work_dir() {
 }
 
 #[test]
-fn every_captured_container_dump_and_restore_is_refused_by_name_and_changes_nothing() {
+fn every_captured_dump_and_restore_stasis_cannot_do_is_refused_by_name_and_changes_nothing() {
+    // runc's own requests are served (tests/containers.rs in the e2e suite drives the
+    // real runc); what is left refused: an incremental dump (no memory tracking on this
+    // kernel) and namespaces given by the runtime (podman's external netns).
     let mut replayed = 0;
     for c in captures::all() {
         let mut r = decode_req(&c.first_request().bytes);
@@ -227,6 +230,16 @@ fn every_captured_container_dump_and_restore_is_refused_by_name_and_changes_noth
         if !matches!(ty, CriuReqType::Dump | CriuReqType::Restore) {
             continue;
         }
+        let o = r.opts.as_ref().unwrap();
+        let (said, errno) = if o.track_mem == Some(true) {
+            ("Tracking memory is not available", EBADRQC)
+        } else if o.external.iter().any(|e| e.starts_with("net[")) {
+            ("external \"net[", libc::EINVAL)
+        } else if !o.join_ns.is_empty() {
+            ("not supported yet: join_ns", EBADRQC)
+        } else {
+            continue;
+        };
         replayed += 1;
         let scratch = Scratch::new(&c.name);
         let dirs = ClientDirs::open(&scratch);
@@ -234,19 +247,7 @@ fn every_captured_container_dump_and_restore_is_refused_by_name_and_changes_noth
         dirs.patch(r.opts.as_mut().unwrap(), Some(victim.pid()));
         let s = Session::start();
         let resp = s.ask(&r);
-        let said = if r.opts.as_ref().unwrap().track_mem == Some(true) {
-            "Tracking memory is not available"
-        } else {
-            "not supported yet: "
-        };
-        assert_failure(&resp, ty, EBADRQC, said);
-        if said.starts_with("not supported") {
-            let msg = resp.cr_errmsg.clone().unwrap();
-            // The cgroup fields are honoured (docs/cgroups.md); these are not yet.
-            for field in ["root", "ext_mnt", "empty_ns", "orphan_pts_master"] {
-                assert!(msg.contains(field), "{}: {msg}", c.name);
-            }
-        }
+        assert_failure(&resp, ty, errno, said);
         match ty {
             CriuReqType::Dump => assert_eq!(resp.dump.unwrap().restored, Some(false)),
             _ => assert_eq!(resp.restore.unwrap().pid, -1),
@@ -267,7 +268,7 @@ fn every_captured_container_dump_and_restore_is_refused_by_name_and_changes_noth
             c.name
         );
     }
-    assert_eq!(replayed, 17, "11 DUMP and 6 RESTORE sessions");
+    assert!(replayed >= 3, "{replayed} sessions replayed");
 }
 
 #[test]
@@ -413,15 +414,14 @@ fn an_option_stasis_does_not_support_is_refused_by_name_and_the_task_is_left_alo
     let mut victim = Victim::start();
     for (field, set) in [
         (
-            "file_locks",
-            (|o: &mut CriuOpts| o.file_locks = Some(true)) as fn(&mut CriuOpts),
+            "lazy_pages",
+            (|o: &mut CriuOpts| o.lazy_pages = Some(true)) as fn(&mut CriuOpts),
         ),
-        ("lazy_pages", |o| o.lazy_pages = Some(true)),
-        ("root", |o| o.root = Some("/".into())),
-        ("inherit_fd", |o| {
-            o.inherit_fd.push(stasis_images::pb::rpc::InheritFd {
-                key: "pipe:[1]".into(),
-                fd: 1,
+        ("join_ns", |o| {
+            o.join_ns.push(stasis_images::pb::rpc::JoinNamespace {
+                ns: "ipc".into(),
+                ns_file: "/proc/1/ns/ipc".into(),
+                extra_opt: None,
             })
         }),
         ("leave_stopped", |o| o.leave_stopped = Some(true)),

@@ -40,6 +40,8 @@ pub struct RootSetup<'a> {
     pub mounts: &'a crate::ns::MountOptions,
     /// Read end of the pipe on which stasis says the namespaces are complete.
     pub go: Option<std::fs::File>,
+    /// `--inherit-fd`: key → a descriptor number of stasis's, which the root inherited.
+    pub inherited: &'a [(String, i32)],
 }
 
 /// Runs in the task `index` of the tree, forked by its parent with its PID; never
@@ -65,8 +67,9 @@ pub fn run(
     let mut keep = made.as_ref().map(Made::raw_fds).unwrap_or_default();
     keep.extend_from_slice(extra);
     keep.push(images.as_raw_fd());
-    if let Some(go) = root.as_ref().and_then(|r| r.go.as_ref()) {
-        keep.push(go.as_raw_fd());
+    if let Some(r) = root.as_ref() {
+        keep.extend(r.go.as_ref().map(|g| g.as_raw_fd()));
+        keep.extend(r.inherited.iter().map(|(_, fd)| *fd));
     }
     let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
     match process::dup_at_least(report_fd, top + 1) {
@@ -173,7 +176,15 @@ fn root_setup(
     };
     let all_fds: Vec<crate::plan::FdPlan> =
         tree.alive().flat_map(|p| p.fds.iter().cloned()).collect();
-    crate::fds::create_all(&root.objects, &all_fds, tree_high_fd(tree) + 2)
+    let made =
+        crate::fds::create_all(&root.objects, &all_fds, tree_high_fd(tree) + 2, r.inherited)?;
+    // The tree holds its copies now; the numbers stasis received them on are free.
+    for (_, fd) in r.inherited {
+        if !made.raw_fds().contains(fd) {
+            process::close_fd(*fd);
+        }
+    }
+    Ok(made)
 }
 
 /// A task that was a zombie: it dies at once the way it died, and stays a zombie until

@@ -13,8 +13,9 @@ pub enum RestoreStage {
     /// The root exists in its new namespaces (host PID `pid`), which it has rebuilt from
     /// inside; nothing of the tree's own runs yet. CRIU's `setup-namespaces`.
     NamespacesReady { pid: i32 },
-    /// The task is rebuilt with its original pid and is still stopped: it has not run
-    /// a single instruction of its own yet. An error from the hook here kills it.
+    /// Every task of the tree is rebuilt and still stopped: none has run a single
+    /// instruction of its own yet. `pid` is the root's (on the host). An error from the
+    /// hook here kills the tree.
     Restored { pid: i32 },
 }
 

@@ -114,6 +114,9 @@ pub struct RestoreOptions {
     /// Veths of a restored network namespace: inside name → the peer's name on the
     /// host (`--external veth[IN]:OUT`, the RPC's `veths`).
     pub veths: Vec<(String, String)>,
+    /// `--inherit-fd fd[N]:KEY`: the object the image knows by KEY (`pipe:[INODE]`, a
+    /// file's path) is stasis's descriptor N, not recreated.
+    pub inherit_fds: Vec<(String, i32)>,
 }
 
 /// How a restore ended.
@@ -225,6 +228,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 dir: &opts.images_dir,
                 mounts: &mount_opts,
                 go: go_read,
+                inherited: &opts.inherit_fds,
             };
             child::run(
                 &tree,
@@ -555,13 +559,12 @@ fn build_all(
     }
     // The limits, now that every task is in its cgroups and rebuilt, before any resumes.
     cgroups.apply_properties()?;
-    for (plan, _, _) in &held {
-        let stage = RestoreStage::Restored {
-            pid: hosts.get(plan.pid),
-        };
-        hook.call(stage)
-            .map_err(|what| RestoreError::Stopped { stage, what })?;
-    }
+    // Once, for the tree (CRIU's post-restore names the root).
+    let stage = RestoreStage::Restored {
+        pid: hosts.get(tree.root().pid()),
+    };
+    hook.call(stage)
+        .map_err(|what| RestoreError::Stopped { stage, what })?;
     before_resume()?;
     // STASIS_RESTORE_STOPPED=1 leaves the tasks stopped for inspection (debugging).
     let debug_stop = std::env::var_os("STASIS_RESTORE_STOPPED").is_some();

@@ -33,6 +33,17 @@ pub fn adopt_inherited(fd: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A new descriptor (close-on-exec, numbered `min` or above) for the open file of
+/// descriptor number `fd`, which the caller does not own (one inherited from its
+/// parent, say): the original is left as it is.
+pub fn dup_number(fd: i32, min: i32) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes plain integers and touches no memory.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    let new = check(ret as c_long, "F_DUPFD_CLOEXEC", format!("fd {fd}"))?;
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new as i32) })
+}
+
 /// The pid of the process at the other end of a unix socket (`SO_PEERCRED`): for a
 /// socketpair, the process that created it. `None` when the kernel cannot name that
 /// process in this pid namespace (it reports 0 then).

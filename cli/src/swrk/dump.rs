@@ -23,6 +23,11 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
     })?;
     let notifier = Notifier::new(conn.clone(), setup.notify);
     notifier.send(Script::PreDump, None)?;
+    // CRIU announces the lock for a tree with a network namespace of its own.
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
+    if ns(&pid.to_string()).is_some_and(|n| Some(n) != ns("self")) {
+        notifier.send(Script::NetworkLock, None)?;
+    }
     if let Some(more) = notifier.send(Script::QueryExtFiles, None)? {
         if !more.external.is_empty() {
             return Err(RpcError::Unsupported {
@@ -44,13 +49,13 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         shell_job: setup.shell_job,
         tcp_established: setup.tcp_established,
         ghost_limit: None,
-        file_locks: false,
+        file_locks: setup.file_locks,
         timeout: setup.timeout,
         hook,
         freeze_cgroup: setup.freeze_cgroup.clone(),
-        external_mounts: Vec::new(),
-        empty_ns: 0,
-        network_lock: true,
+        external_mounts: setup.ext_mounts.clone(),
+        empty_ns: setup.empty_ns,
+        network_lock: setup.network_lock,
     };
     log::info!(
         "dumping pid {pid} into {} (leave_running {})",

@@ -76,26 +76,26 @@ pub static FIELDS: &[Field] = &[
     f(5, "tcp_established", Honoured, |o| yes(o.tcp_established)),
     f(6, "evasive_devices", Moot("devices are reopened by their dumped path, which must exist"), |o| yes(o.evasive_devices)),
     f(7, "shell_job", Honoured, |o| yes(o.shell_job)),
-    f(8, "file_locks", Engine, |o| yes(o.file_locks)),
+    f(8, "file_locks", Honoured, |o| yes(o.file_locks)),
     f(9, "log_level", Honoured, |o| o.log_level.is_some()),
     f(10, "log_file", Honoured, |o| o.log_file.is_some()),
     f(11, "ps", Engine, |o| o.ps.is_some()),
     f(12, "notify_scripts", Honoured, |o| yes(o.notify_scripts)),
-    f(13, "root", Container, |o| o.root.is_some()),
+    f(13, "root", Honoured, |o| o.root.is_some()),
     f(14, "parent_img", Engine, |o| o.parent_img.is_some()),
     f(15, "track_mem", Kernel(NO_MEM_TRACK), |o| yes(o.track_mem)),
     f(16, "auto_dedup", Engine, |o| yes(o.auto_dedup)),
     f(17, "work_dir_fd", Honoured, |o| o.work_dir_fd.is_some()),
     f(18, "link_remap", DELETED, |o| yes(o.link_remap)),
-    f(19, "veths", Container, |o| !o.veths.is_empty()),
+    f(19, "veths", Honoured, |o| !o.veths.is_empty()),
     f(20, "cpu_cap", Engine, |o| o.cpu_cap.is_some()),
     f(21, "force_irmap", NOTIFY_FS, |o| yes(o.force_irmap)),
     f(22, "exec_cmd", Honoured, |o| !o.exec_cmd.is_empty()),
-    f(23, "ext_mnt", Container, |o| !o.ext_mnt.is_empty()),
+    f(23, "ext_mnt", Honoured, |o| !o.ext_mnt.is_empty()),
     f(24, "manage_cgroups", Honoured, |o| yes(o.manage_cgroups)),
     f(25, "cg_root", Honoured, |o| !o.cg_root.is_empty()),
     f(26, "rst_sibling", Honoured, |o| yes(o.rst_sibling)),
-    f(27, "inherit_fd", Engine, |o| !o.inherit_fd.is_empty()),
+    f(27, "inherit_fd", Honoured, |o| !o.inherit_fd.is_empty()),
     f(28, "auto_ext_mnt", Container, |o| yes(o.auto_ext_mnt)),
     f(29, "ext_sharing", Container, |o| yes(o.ext_sharing)),
     f(30, "ext_masters", Container, |o| yes(o.ext_masters)),
@@ -105,8 +105,8 @@ pub static FIELDS: &[Field] = &[
     f(34, "manage_cgroups_mode", Honoured, |o| o.manage_cgroups_mode.is_some()),
     f(35, "ghost_limit", DELETED, |o| o.ghost_limit.is_some()),
     f(36, "irmap_scan_paths", NOTIFY_FS, |o| !o.irmap_scan_paths.is_empty()),
-    f(37, "external", Container, |o| !o.external.is_empty()),
-    f(38, "empty_ns", Container, |o| o.empty_ns.is_some_and(|v| v != 0)),
+    f(37, "external", Honoured, |o| !o.external.is_empty()),
+    f(38, "empty_ns", Honoured, |o| o.empty_ns.is_some_and(|v| v != 0)),
     f(39, "join_ns", Container, |o| !o.join_ns.is_empty()),
     f(41, "cgroup_props", Container, |o| o.cgroup_props.is_some()),
     f(42, "cgroup_props_file", Container, |o| o.cgroup_props_file.is_some()),
@@ -117,7 +117,7 @@ pub static FIELDS: &[Field] = &[
     f(47, "weak_sysctls", Moot("no namespace sysctl is restored"), |o| yes(o.weak_sysctls)),
     f(48, "lazy_pages", Engine, |o| yes(o.lazy_pages)),
     f(49, "status_fd", Honoured, |o| o.status_fd.is_some()),
-    f(50, "orphan_pts_master", Container, |o| yes(o.orphan_pts_master)),
+    f(50, "orphan_pts_master", Moot("a terminal is refused at dump unless it is the shell job's"), |o| yes(o.orphan_pts_master)),
     f(51, "config_file", Honoured, |o| o.config_file.is_some()),
     f(52, "tcp_close", SOCKETS, |o| yes(o.tcp_close)),
     f(53, "lsm_profile", Container, |o| o.lsm_profile.is_some()),
@@ -131,7 +131,7 @@ pub static FIELDS: &[Field] = &[
     f(61, "pre_dump_mode", Moot("it only concerns pre-dump, which is refused"), |o| o.pre_dump_mode.is_some()),
     f(62, "pidfd_store_sk", Honoured, |o| o.pidfd_store_sk.is_some()),
     f(63, "lsm_mount_context", Container, |o| o.lsm_mount_context.is_some()),
-    f(64, "network_lock", Moot("no network namespace is dumped, so none is locked"), |o| o.network_lock.is_some()),
+    f(64, "network_lock", Honoured, |o| o.network_lock.is_some()),
     f(65, "mntns_compat_mode", Container, |o| yes(o.mntns_compat_mode)),
     f(66, "skip_file_rwx_check", Moot("stasis adds no permission check to the kernel's at open"), |o| yes(o.skip_file_rwx_check)),
     f(67, "unprivileged", Engine, |o| yes(o.unprivileged)),
@@ -233,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn container_fields_are_refused_together_by_name() {
+    fn container_fields_are_honoured() {
         let o = CriuOpts {
             images_dir_fd: 3,
             root: Some("/r".into()),
@@ -242,12 +242,15 @@ mod tests {
             empty_ns: Some(libc::CLONE_NEWNET as u32),
             ..Default::default()
         };
-        let e = check(&o).unwrap_err();
-        match &e {
-            RpcError::Unsupported { fields, containers } => {
-                assert_eq!(fields, &["file_locks", "root", "empty_ns"]);
-                assert!(containers);
-            }
+        check(&o).unwrap();
+        let refused = CriuOpts {
+            images_dir_fd: 3,
+            lazy_pages: Some(true),
+            join_ns: vec![Default::default()],
+            ..Default::default()
+        };
+        match check(&refused).unwrap_err() {
+            RpcError::Unsupported { fields, .. } => assert_eq!(fields, ["join_ns", "lazy_pages"]),
             other => panic!("{other}"),
         }
     }

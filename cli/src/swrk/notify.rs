@@ -25,10 +25,14 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Script {
     PreDump,
+    NetworkLock,
     QueryExtFiles,
     PostDump,
     PreRestore,
+    SetupNamespaces,
+    PostSetupNamespaces,
     PostRestore,
+    NetworkUnlock,
     PreResume,
     PostResume,
 }
@@ -38,7 +42,11 @@ impl Script {
     pub fn name(self) -> &'static str {
         match self {
             Script::PreDump => "pre-dump",
+            Script::NetworkLock => "network-lock",
             Script::QueryExtFiles => "query-ext-files",
+            Script::SetupNamespaces => "setup-namespaces",
+            Script::PostSetupNamespaces => "post-setup-namespaces",
+            Script::NetworkUnlock => "network-unlock",
             Script::PostDump => "post-dump",
             Script::PreRestore => "pre-restore",
             Script::PostRestore => "post-restore",

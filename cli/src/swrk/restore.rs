@@ -29,7 +29,25 @@ pub fn restore(
     let notifier = Notifier::new(conn.clone(), setup.notify);
     notifier.send(Script::PreRestore, None)?;
     let at_stage = notifier.clone();
+    // CRIU sends network-unlock only for a tree with namespaces of its own.
+    let in_namespaces = std::sync::atomic::AtomicBool::new(false);
     let hook = RestoreHook::new(move |stage| match stage {
+        RestoreStage::NamespacesReady { pid } => {
+            in_namespaces.store(true, std::sync::atomic::Ordering::Relaxed);
+            at_stage.hook(&[
+                (Script::SetupNamespaces, Some(pid)),
+                (Script::PostSetupNamespaces, None),
+            ])
+        }
+        RestoreStage::Restored { pid }
+            if in_namespaces.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            at_stage.hook(&[
+                (Script::PostRestore, Some(pid)),
+                (Script::NetworkUnlock, None),
+                (Script::PreResume, None),
+            ])
+        }
         RestoreStage::Restored { pid } => {
             at_stage.hook(&[(Script::PostRestore, Some(pid)), (Script::PreResume, None)])
         }
@@ -45,6 +63,10 @@ pub fn restore(
         hook,
         manage_cgroups: setup.manage_cgroups,
         cgroup_root: setup.cgroup_root.clone(),
+        root: setup.root.clone(),
+        external_mounts: setup.ext_mounts.clone(),
+        veths: setup.veths.clone(),
+        inherit_fds: setup.inherit_fds.clone(),
         ..Default::default()
     };
     log::info!(

@@ -66,6 +66,20 @@ pub struct Setup {
     pub manage_cgroups: stasis_restore::ManageMode,
     /// `cg_root`: per-hierarchy (or, without `ctrl`, global) new cgroup roots.
     pub cgroup_root: Vec<(Option<String>, PathBuf)>,
+    /// `root`: the root of a restored mount namespace.
+    pub root: Option<PathBuf>,
+    /// `ext_mnt` and `external` `mnt[KEY]:VAL`: external mounts, in order.
+    pub ext_mounts: Vec<(String, String)>,
+    /// `veths` and `external` `veth[IN]:OUT`.
+    pub veths: Vec<(String, String)>,
+    /// `empty_ns`: only `CLONE_NEWNET` can be asked for.
+    pub empty_ns: i32,
+    /// `network_lock`: nftables unless SKIP (iptables is refused).
+    pub network_lock: bool,
+    /// `file_locks`: dump the file locks the tree holds.
+    pub file_locks: bool,
+    /// `inherit_fd`: key → stasis's own descriptor number.
+    pub inherit_fds: Vec<(String, i32)>,
     /// The log file, for `exec_cmd`'s stdout and stderr.
     pub log: Option<File>,
     _status: Option<OwnedFd>,
@@ -145,6 +159,15 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         _ => None,
     };
 
+    let (ext_mounts, veths) = externals(opts)?;
+    let empty_ns = opts.empty_ns.unwrap_or(0) as i32;
+    if empty_ns & !libc::CLONE_NEWNET != 0 {
+        return Err(RpcError::BadRequest(format!(
+            "empty_ns {empty_ns:#x}: only the network namespace (CLONE_NEWNET) can be restored empty"
+        )));
+    }
+    // IPTABLES (the proto default) is taken as "lock it": stasis locks with nftables.
+    let network_lock = opts.network_lock != Some(pb_lock::Skip as i32);
     Ok(Setup {
         images,
         work,
@@ -191,10 +214,56 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         } else {
             global.cgroup_root
         },
+        root: opts.root.as_ref().map(PathBuf::from),
+        ext_mounts,
+        veths,
+        empty_ns,
+        network_lock,
+        file_locks: opts.file_locks == Some(true),
+        inherit_fds: opts
+            .inherit_fd
+            .iter()
+            .map(|i| (i.key.clone(), i.fd))
+            .collect(),
         log,
         _status: status,
         _pidfd_store: pidfd_store,
     })
+}
+
+use stasis_images::pb::rpc::CriuNetworkLockMethod as pb_lock;
+
+/// The external mounts and veths of `ext_mnt`, `veths` and `external` (`mnt[KEY]:VAL`,
+/// `veth[IN]:OUT`); any other external resource is refused by name.
+/// Key → value pairs (external mounts, veths).
+type Pairs = Vec<(String, String)>;
+
+pub(crate) fn externals(opts: &CriuOpts) -> Result<(Pairs, Pairs), RpcError> {
+    let mut mounts: Pairs = opts
+        .ext_mnt
+        .iter()
+        .map(|m| (m.key.clone(), m.val.clone()))
+        .collect();
+    let mut veths: Pairs = opts
+        .veths
+        .iter()
+        .map(|v| (v.if_in.clone(), v.if_out.clone()))
+        .collect();
+    for e in &opts.external {
+        let parsed = e
+            .split_once('[')
+            .and_then(|(kind, rest)| rest.split_once("]:").map(|(k, v)| (kind, k, v)));
+        match parsed {
+            Some(("mnt", k, v)) => mounts.push((k.to_string(), v.to_string())),
+            Some(("veth", k, v)) => veths.push((k.to_string(), v.to_string())),
+            _ => {
+                return Err(RpcError::BadRequest(format!(
+                    "external {e:?}: stasis supports external mnt[KEY]:VAL and veth[IN]:OUT so far"
+                )))
+            }
+        }
+    }
+    Ok((mounts, veths))
 }
 
 fn purpose_name(p: Purpose) -> &'static str {

@@ -411,13 +411,42 @@ fn owner_of(e: &pb::FileEntry) -> Option<&pb::FownEntry> {
 /// `floor` and above. For a process tree stasis runs this before the first fork with the
 /// descriptors of every process, so that an object two processes share (a pipe between
 /// them, say) is one object, inherited by both.
-pub fn create_all(objs: &Objects, fds: &[FdPlan], floor: i32) -> ChildResult<Made> {
+///
+/// `inherited` maps CRIU's `--inherit-fd` keys (`pipe:[INODE]`, a file's path) to
+/// descriptors the restorer received: an object with that key is not created but
+/// taken from it (a container's stdio pipes, which belong to its runtime).
+pub fn create_all(
+    objs: &Objects,
+    fds: &[FdPlan],
+    floor: i32,
+    inherited: &[(String, i32)],
+) -> ChildResult<Made> {
     let mut made = Made {
         floor,
         fds: HashMap::new(),
         fifo_filled: HashSet::new(),
     };
     let plan_fds = fds;
+    for f in plan_fds {
+        let Some(e) = objs.get(f.file_id) else {
+            continue;
+        };
+        let key = if let Some(p) = &e.pipe {
+            format!("pipe:[{}]", p.pipe_id)
+        } else if let Some(r) = &e.reg {
+            r.name.clone()
+        } else {
+            continue;
+        };
+        let given = inherited
+            .iter()
+            .find(|(k, _)| *k == key || k.trim_start_matches('/') == key.trim_start_matches('/'));
+        if let (Some((k, fd)), false) = (given, made.has(f.file_id)) {
+            let dup = stasis_sys::fd::dup_number(*fd, floor)
+                .map_err(|e| format!("fd {}: inherited {k} (fd {fd}): {e}", f.fd))?;
+            made.put(f.file_id, dup)?;
+        }
+    }
     unix::open_all(objs, plan_fds, &mut made)?;
     inet::open_all(objs, plan_fds, &mut made)?;
     // Ghost files exist only while their descriptors are opened.

@@ -311,3 +311,254 @@ fn restoring_a_container_without_its_root_or_an_external_mount_fails_by_name_and
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A container of the real runc (Debian's), driven with stasis as its `criu`.
+struct Runc {
+    root: std::path::PathBuf,
+    ids: Vec<String>,
+    pipelines: Vec<std::process::Child>,
+}
+
+impl Runc {
+    fn new(dir: &ScratchDir) -> Runc {
+        Runc {
+            root: dir.subdir("runc-root"),
+            ids: Vec::new(),
+            pipelines: Vec::new(),
+        }
+    }
+
+    fn cmd(&self, bundle: &Path) -> std::process::Command {
+        let mut c = std::process::Command::new("runc");
+        c.current_dir(bundle)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--criu")
+            .arg(stasis_e2e::stasis_bin());
+        c
+    }
+
+    /// Runs `runc ARGS` in `bundle`; its output, or a panic naming the failure.
+    fn run(&self, bundle: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd(bundle)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run runc (apt-get install -y runc)");
+        assert!(
+            out.status.success(),
+            "runc {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `runc run -d ID` (or `restore -d ...`) with the container's stdout and stderr
+    /// piped through `cat` into `log`, as a runtime's shim does; returns once runc
+    /// reports the container running.
+    fn detached(&mut self, bundle: &Path, id: &str, verb_args: &[&str], log: &Path) {
+        self.ids.push(id.to_string());
+        let mut words: Vec<String> = vec![
+            "runc".into(),
+            "--root".into(),
+            self.root.display().to_string(),
+            "--criu".into(),
+            stasis_e2e::stasis_bin().display().to_string(),
+        ];
+        words.extend(verb_args.iter().map(|s| s.to_string()));
+        words.push(id.to_string());
+        let line = format!(
+            "{} </dev/null 2>&1 | cat >> {}",
+            words.join(" "),
+            log.display()
+        );
+        // The pipeline lasts as long as the container holds the pipe: not waited for.
+        let child = std::process::Command::new("sh")
+            .current_dir(bundle)
+            .args(["-c", &line])
+            .spawn()
+            .expect("run sh");
+        self.pipelines.push(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self
+                .cmd(bundle)
+                .args(["state", id])
+                .output()
+                .expect("runc state");
+            if String::from_utf8_lossy(&out.stdout).contains("\"running\"") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{line}: not running after 20 s; its output: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self, bundle: &Path, id: &str) -> i32 {
+        let state = self.run(bundle, &["state", id]);
+        let v: serde_json::Value = serde_json::from_str(&state).expect("runc state is JSON");
+        assert_eq!(v["status"], "running", "runc state {id}: {state}");
+        v["pid"].as_i64().expect("pid") as i32
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "-f", id])
+                .output();
+        }
+        for p in &mut self.pipelines {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+/// A busybox bundle whose container counts on stdout and in /data/ticks.
+fn runc_bundle(at: &Path) {
+    busybox_rootfs(&at.join("rootfs"), &[]);
+    let out = std::process::Command::new("runc")
+        .current_dir(at)
+        .arg("spec")
+        .output()
+        .expect("runc spec (apt-get install -y runc)");
+    assert!(out.status.success(), "runc spec: {out:?}");
+    let path = at.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["root"]["readonly"] = false.into();
+    spec["hostname"] = "runc-ct".into();
+    spec["process"]["args"] = serde_json::json!([
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo \"tick $i ok\" >> /data/ticks; echo \"tick $i\"; sleep 0.1; done"
+    ]);
+    std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .args(["-a", "--"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+#[test]
+fn a_runc_container_checkpointed_through_runc_comes_back_as_a_new_container_in_new_cgroups() {
+    let dir = ScratchDir::new("container-runc");
+    stasis_e2e::proc::become_subreaper();
+    let bundle = dir.subdir("bundle");
+    runc_bundle(&bundle);
+    let log = dir.join("stdout.log");
+    let mut runc = Runc::new(&dir);
+    runc.detached(&bundle, "ct1", &["run", "-d"], &log);
+    let pid = runc.pid(&bundle, "ct1");
+    wait_ticks(&bundle.join("rootfs"), 3, Duration::from_secs(10));
+
+    // runc drives stasis as its criu: swrk, with runc's own options (root, ext_mnt for
+    // every cgroup controller and masked path, freeze_cgroup, manage_cgroups, empty_ns).
+    let images = dir.join("images");
+    let work = dir.join("work");
+    runc.run(
+        &bundle,
+        &[
+            "checkpoint",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+            "ct1",
+        ],
+    );
+    // The dumped init is our child (a subreaper): reap it, then runc forgets it.
+    if let Err(e) = stasis_e2e::proc::wait_gone(pid, Duration::from_secs(10)) {
+        panic!("the checkpointed container init {pid}: {e}");
+    }
+    let _ = runc.run(&bundle, &["delete", "-f", "ct1"]);
+    let at_dump = ticks(&bundle.join("rootfs"));
+    let last = at_dump.last().expect("ticks before the checkpoint").0;
+    let set = crit_decode_all(&images);
+    assert_eq!(set.pstree()[0].0, 1, "the container's init is pid 1");
+
+    // A new container directory (bundle copy, new id: new runc state and cgroup path).
+    let bundle2 = dir.join("bundle2");
+    copy_tree(&bundle, &bundle2);
+    runc.detached(
+        &bundle2,
+        "ct2",
+        &[
+            "restore",
+            "-d",
+            "--image-path",
+            images.to_str().unwrap(),
+            "--work-path",
+            work.to_str().unwrap(),
+        ],
+        &log,
+    );
+    let pid2 = runc.pid(&bundle2, "ct2");
+    let after = wait_ticks(
+        &bundle2.join("rootfs"),
+        at_dump.len() + 3,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        after[at_dump.len()].0,
+        last + 1,
+        "the restored container continues from its last tick"
+    );
+    assert_eq!(
+        cgroup_of(pid2, "cpu"),
+        "/ct2",
+        "restored into the new container's cgroup"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid2}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
+        "PID 1 in its namespace"
+    );
+    // Its stdout is the new pipe runc handed over (inherit_fd), and runc manages it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wanted = format!("tick {}", last + 2);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&wanted)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {wanted:?} on the restored stdout pipe"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        runc.run(&bundle2, &["exec", "ct2", "hostname"]).trim(),
+        "runc-ct"
+    );
+    runc.run(&bundle2, &["kill", "ct2", "KILL"]);
+    if let Err(e) = stasis_e2e::proc::wait_gone(pid2, Duration::from_secs(10)) {
+        panic!("the restored container init {pid2}: {e}");
+    }
+    runc.run(&bundle2, &["delete", "ct2"]);
+    assert!(host_mounts_under(dir.path()).is_empty(), "no mount left");
+}
