@@ -7,7 +7,6 @@
 mod captures;
 
 use super::conn::decode;
-use super::error::RpcError;
 use super::fields;
 use super::response;
 use captures::Direction;
