@@ -6,7 +6,7 @@
 //! runtime with only `PATH` and `XDG_RUNTIME_DIR` in the environment, so the PATH and
 //! next-to-us lookups must be enough on an installed system.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,17 @@ use crate::Error;
 pub const RUNC_ENV: &str = "STASIS_RUNC";
 /// Environment variable naming the stasis binary.
 pub const STASIS_ENV: &str = "STASIS_BIN";
+
+/// The search path when the caller passes no `PATH` at all (podman runs some runtime
+/// commands, e.g. `kill` during `podman rm`, with an environment without one).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `PATH` as given, or [`DEFAULT_PATH`] when it is unset or empty.
+pub fn effective_path(env_value: Option<OsString>) -> OsString {
+    env_value
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_PATH.into())
+}
 
 fn is_executable(path: &Path) -> bool {
     path.metadata()
@@ -140,6 +151,16 @@ mod tests {
         let d = scratch("none");
         let err = runc(None, Some(d.as_os_str()), None).unwrap_err();
         assert!(err.to_string().contains(&d.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn no_path_at_all_searches_the_system_directories() {
+        assert_eq!(effective_path(None), OsString::from(DEFAULT_PATH));
+        assert_eq!(
+            effective_path(Some("".into())),
+            OsString::from(DEFAULT_PATH)
+        );
+        assert_eq!(effective_path(Some("/x".into())), OsString::from("/x"));
     }
 
     #[test]

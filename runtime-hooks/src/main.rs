@@ -22,7 +22,7 @@ fn main() -> ExitCode {
 
 fn run(inv: &Invocation) -> Result<ExitCode, Error> {
     let myself = std::env::current_exe().ok();
-    let path = std::env::var_os("PATH");
+    let path = Some(locate::effective_path(std::env::var_os("PATH")));
     let runc = locate::runc(
         std::env::var_os(locate::RUNC_ENV).as_deref(),
         path.as_deref(),
@@ -72,7 +72,7 @@ fn exec(cmd: &mut Command, path: &Path) -> Error {
 fn version(runc: &Path, myself: Option<&Path>) -> ExitCode {
     let status = Command::new(runc).arg("--version").status();
     println!("stasis-runc {}", env!("CARGO_PKG_VERSION"));
-    let path = std::env::var_os("PATH");
+    let path = Some(locate::effective_path(std::env::var_os("PATH")));
     match locate::stasis(
         std::env::var_os(locate::STASIS_ENV).as_deref(),
         path.as_deref(),

@@ -118,7 +118,7 @@ fn feed_stdin(path: String, to: Arc<Mutex<Option<File>>>) {
 
 /// Opens the stdio of a process that has no terminal.
 pub fn open_pipes(paths: &StdioPaths) -> Result<(ChildStdio, ProcessIo), ShimError> {
-    let mut io = ProcessIo::default();
+    let io = ProcessIo::default();
     let mut child = ChildStdio {
         stdout: open_output(&paths.stdout)?,
         stderr: open_output(&paths.stderr)?,
@@ -129,7 +129,6 @@ pub fn open_pipes(paths: &StdioPaths) -> Result<(ChildStdio, ProcessIo), ShimErr
         child.stdin = Some(r);
         *io.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(w));
         feed_stdin(paths.stdin.clone(), Arc::clone(&io.stdin));
-        io.console = None;
     }
     Ok((child, io))
 }

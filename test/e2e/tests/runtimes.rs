@@ -398,6 +398,9 @@ fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_impor
         IMAGE,
     ])
     .assert_success();
+    let _cleanup = Finally(|| {
+        let _ = pm.podman(&["rm", "-f", "-a"]);
+    });
     pm.podman(&[
         "run",
         "-d",
@@ -451,7 +454,6 @@ fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_impor
     let first = read_counter(&c).expect("counter after import");
     assert!(first >= at_dump, "imported container counts from {first}");
     wait_counter_above(&c, first, COUNT_TIMEOUT);
-    let _ = pm.podman(&["rm", "-f", "p1", "p2"]);
 }
 
 #[test]
@@ -466,6 +468,9 @@ fn docker_with_the_stasis_runtime_checkpoints_and_starts_from_the_checkpoint() {
     dockerd
         .docker(&["load", "-i", archive.to_str().unwrap()])
         .assert_success();
+    let _cleanup = Finally(|| {
+        let _ = dockerd.docker(&["rm", "-f", "d1"]);
+    });
     dockerd
         .docker(&[
             "run",
@@ -498,5 +503,13 @@ fn docker_with_the_stasis_runtime_checkpoints_and_starts_from_the_checkpoint() {
     let first = read_counter(&c).expect("counter after docker start --checkpoint");
     assert!(first > 3, "restored from {first}");
     wait_counter_above(&c, first, COUNT_TIMEOUT);
-    let _ = dockerd.docker(&["rm", "-f", "d1"]);
+}
+
+/// Runs a closure when dropped: removes a test's containers whether it passes or not.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
 }
