@@ -329,7 +329,7 @@ mod tests {
             (libc::MS_NOSUID | libc::MS_STRICTATIME) as u32
         );
         assert_eq!(super_flags(&m.super_opts).1, "size=65536k,mode=755,inode64");
-        let s = parse_line("1 0 8:1 /a\\040b /x - ext4 /dev/sda1 ro").unwrap();
+        let s = parse_line("1 0 8:1 /a\\040b /x rw - ext4 /dev/sda1 ro").unwrap();
         assert_eq!(s.root, "/a b");
         assert_eq!(s.dev, 8 << 20 | 1);
         assert_eq!(super_flags(&s.super_opts).0, libc::MS_RDONLY as u32);
