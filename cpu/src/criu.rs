@@ -6,7 +6,7 @@
 //! `cpu_dump_cpuinfo()`): capability version 2 with the kernel's 19 `cpuid_leafs`
 //! words, the synthetic word 3 bits CRIU sets (`cpuid`, `nopl`, `rep_good`), the
 //! vendor fix-ups (Intel family 15 loses `rep_good` and `erms`, AMD loses
-//! CPUID.1:EDX[31]), XSAVE cleared below leaf 0xD, the brand string with its leading
+//! CPUID.1:EDX\[31\]), XSAVE cleared below leaf 0xD, the brand string with its leading
 //! blanks removed, and `xfeatures_mask` = CPUID.0xD.0 EDX:EAX filtered by the features
 //! CPUID reports, CRIU's `XCNTXT_MASK` and minus the supervisor states; `xsave_size`
 //! and `xsave_size_max` are CPUID.0xD.0 EBX and ECX.
