@@ -219,20 +219,98 @@ fn task_pid(ctd: &Containerd, ns: &str, id: &str) -> i32 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// `stasis-runc --root ROOT ARGS` in `bundle` for a detached container (`run --detach`,
+/// `restore --detach`): the container's stdout and stderr are a pipe through `cat` into
+/// `log`, as a runtime's shim gives it (a host file would not exist inside the container's
+/// root at restore). Returns once the command itself has exited; the pipeline, which
+/// lasts as long as the container holds the pipe, is returned to be killed at the end.
+fn stasis_runc_detached(
+    root: &Path,
+    bundle: &Path,
+    args: &[&str],
+    log: &Path,
+) -> (Output, std::process::Child) {
+    let status = bundle.join(".stasis-runc-status");
+    let _ = std::fs::remove_file(&status);
+    let mut words = vec![
+        release_bin("stasis-runc").display().to_string(),
+        "--root".into(),
+        root.display().to_string(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    // The command's own status goes to a file: `$?` of a pipeline is `cat`'s.
+    let line = format!(
+        "{{ {cmd} </dev/null 2>&1; echo $? > {st}; }} | cat >> {log}",
+        cmd = words.join(" "),
+        st = status.display(),
+        log = log.display()
+    );
+    let child = Command::new("sh")
+        .current_dir(bundle)
+        .args(["-c", &line])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run sh");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let code = loop {
+        if let Some(code) = std::fs::read_to_string(&status)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+        {
+            break code.trim().parse::<i32>().unwrap_or(-1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{line}: still running after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Output {
+        command: line,
+        status: std::os::unix::process::ExitStatusExt::from_raw(code << 8),
+        stdout: std::fs::read_to_string(log).unwrap_or_default(),
+        stderr: String::new(),
+        notes: String::new(),
+    };
+    (out, child)
+}
+
+/// Kills and reaps the `cat` pipelines of detached containers when the test ends.
+struct Pipelines(Vec<std::process::Child>);
+
+impl Drop for Pipelines {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
 #[test]
-#[ignore = "needs container namespaces (issue 4)"]
 fn runc_checkpoint_and_restore_through_stasis_runc_continue_the_counter() {
+    // The checkpointed init and the restored one are reparented to us: we reap them.
+    stasis_e2e::proc::become_subreaper();
     let dir = ScratchDir::new("rt-runc-cr");
     let bundle = dir.join("bundle");
     runc_bundle(&bundle);
     let root = dir.subdir("runc-root");
+    let mut pipelines = Pipelines(Vec::new());
     let _cleanup = RuncContainer {
         root: root.clone(),
         id: "cr1".into(),
     };
     let counter = bundle.join("rootfs/data/counter");
+    let log = dir.join("stdout.log");
 
-    stasis_runc(&root, &bundle, &["run", "--detach", "cr1"]).assert_success();
+    let (out, p) = stasis_runc_detached(&root, &bundle, &["run", "--detach", "cr1"], &log);
+    pipelines.0.push(p);
+    out.assert_success();
+    let pid = runc_state(&root, &bundle, "cr1")["pid"]
+        .as_i64()
+        .expect("pid in runc state") as i32;
     wait_counter_above(&counter, 5, COUNT_TIMEOUT);
     let (img, work) = (dir.subdir("img"), dir.subdir("work"));
     let ck = stasis_runc(
@@ -248,6 +326,9 @@ fn runc_checkpoint_and_restore_through_stasis_runc_continue_the_counter() {
         ],
     );
     ck.assert_success();
+    if let Err(e) = stasis_e2e::proc::wait_gone(pid, Duration::from_secs(10)) {
+        panic!("the checkpointed container's init {pid}: {e}");
+    }
     let at_dump = read_counter(&counter).expect("counter after dump");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
@@ -255,8 +336,12 @@ fn runc_checkpoint_and_restore_through_stasis_runc_continue_the_counter() {
         Some(at_dump),
         "the container kept counting after checkpoint"
     );
+    // The checkpointed container is stopped; deleting it frees its id for the restore.
+    let state = runc_state(&root, &bundle, "cr1");
+    assert_eq!(state["status"], "stopped", "{state}");
+    stasis_runc(&root, &bundle, &["delete", "cr1"]).assert_success();
 
-    stasis_runc(
+    let (out, p) = stasis_runc_detached(
         &root,
         &bundle,
         &[
@@ -268,18 +353,29 @@ fn runc_checkpoint_and_restore_through_stasis_runc_continue_the_counter() {
             work.to_str().unwrap(),
             "cr1",
         ],
-    )
-    .assert_success();
+        &log,
+    );
+    pipelines.0.push(p);
+    assert!(
+        out.success(),
+        "{out}\nrestore.log:\n{}",
+        std::fs::read_to_string(work.join("restore.log")).unwrap_or_default()
+    );
     let after = wait_counter_above(&counter, at_dump, COUNT_TIMEOUT);
     assert!(
         after > at_dump && after < at_dump + 20,
         "counter went {at_dump} -> {after}"
     );
-    assert_eq!(runc_state(&root, &bundle, "cr1")["status"], "running");
+    eprintln!("runc via stasis-runc: counter {at_dump} at checkpoint, {after} after restore");
+    let state = runc_state(&root, &bundle, "cr1");
+    assert_eq!(state["status"], "running", "{state}");
+    let pid = state["pid"].as_i64().expect("pid in runc state") as i32;
     // runc's state after the restore is runc's own: kill and delete work.
     stasis_runc(&root, &bundle, &["kill", "cr1", "KILL"]).assert_success();
-    std::thread::sleep(Duration::from_millis(500));
-    stasis_runc(&root, &bundle, &["delete", "--force", "cr1"]).assert_success();
+    if let Err(e) = stasis_e2e::proc::wait_gone(pid, Duration::from_secs(10)) {
+        panic!("the restored container's init {pid}: {e}");
+    }
+    stasis_runc(&root, &bundle, &["delete", "cr1"]).assert_success();
 }
 
 #[test]
