@@ -41,6 +41,8 @@ pub type LockKey = (u32, u32, String, String, i64, i64);
 /// Images beside `files.img` that the file objects fill.
 #[derive(Default)]
 pub struct SideImages {
+    /// `seccomp.img`: every thread's filters, shared chains once.
+    pub seccomp: crate::seccomp::Table,
     /// `pipes-data.img`: one entry (and its bytes) per pipe inode with a reader.
     pub pipe_data: Vec<(pb::PipeDataEntry, Vec<u8>)>,
     /// `fifo-data.img`, the same for FIFOs.

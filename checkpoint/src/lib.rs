@@ -21,6 +21,7 @@ mod memory;
 pub mod mounts;
 pub mod ns;
 mod procfs;
+mod seccomp;
 mod task;
 pub mod x86;
 
@@ -453,10 +454,12 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     }
     drop(hold);
     // Children first, so no parent runs while a child is still held.
+    let mut killed = Vec::new();
     for m in members.into_iter().rev() {
-        let Member::Alive { threads, .. } = m else {
+        let Member::Alive { threads, pid, .. } = m else {
             continue;
         };
+        killed.push(pid);
         let mut threads = threads.into_iter();
         let leader = threads.next().expect("the leader is held");
         if opts.leave_running {
@@ -471,8 +474,27 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
             }
         }
     }
+    // A runtime asks right after the dump whether the container still runs: the killed
+    // tasks are dead (zombies at most) before stasis answers.
+    if !opts.leave_running {
+        wait_dead(&killed, std::time::Duration::from_secs(5));
+    }
     report.frozen_us = frozen_at.elapsed().as_micros() as u32;
     Ok(report)
+}
+
+/// Waits until every process of `pids` is a zombie or gone, for at most `limit`.
+fn wait_dead(pids: &[i32], limit: std::time::Duration) {
+    let until = Instant::now() + limit;
+    for &pid in pids {
+        while procfs::stat(pid).is_ok_and(|s| !matches!(s.state, 'Z' | 'X')) {
+            if Instant::now() > until {
+                log::warn!("pid {pid} was killed but is not dead yet");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 /// Collects every process and writes the images of the tree, `inventory.img` last.
@@ -566,7 +588,7 @@ fn collect_tree(
     dir.write_one(
         ImageKind::SECCOMP,
         names::SECCOMP,
-        &pb::SeccompEntry::default(),
+        &files.side.seccomp.entry(),
     )?;
     dir.write(ImageKind::PSTREE, names::PSTREE, &tree)?;
     let tree_pids: Vec<(i32, i32)> = members
@@ -655,12 +677,6 @@ fn collect_one(
     pids: &ns::PidMap,
 ) -> Result<(pb::PstreeEntry, DumpReport, Vec<pb::FdinfoEntry>)> {
     let status = procfs::status(pid)?;
-    if status.seccomp != 0 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: "has seccomp filters; not supported yet".into(),
-        });
-    }
     let (tc, remote_mm) = task::collect_process(&mut threads[0], mem, scratch, stat)?;
     let mut cores = Vec::with_capacity(threads.len());
     for t in threads.iter_mut() {
@@ -679,6 +695,7 @@ fn collect_one(
         let cg_set = Some(cgroups.set_of(tid)?);
         if let Some(thread_core) = core.thread_core.as_mut() {
             thread_core.cg_set = cg_set;
+            files.side.seccomp.collect(pid, tid, thread_core)?;
         }
         // Also where CRIU 3.x (and its crit) look for the process's set.
         if let Some(tc) = core.tc.as_mut() {

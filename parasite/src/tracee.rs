@@ -38,7 +38,15 @@ impl Tracee {
     /// then takes hold of it (and is the only way to let it go again: a task that is not
     /// stopped cannot be detached).
     pub fn seize_nowait(pid: i32) -> Result<()> {
-        ptrace::seize(pid, 0)?;
+        // Its seccomp filters are suspended while stasis holds it, so they cannot refuse
+        // the remote calls; a stasis without CAP_SYS_ADMIN (or itself under seccomp)
+        // seizes without that.
+        match ptrace::seize(pid, ptrace::PTRACE_O_SUSPEND_SECCOMP) {
+            Err(e) if matches!(e.errno(), Some(libc::EPERM) | Some(libc::EINVAL)) => {
+                ptrace::seize(pid, 0)?
+            }
+            other => other?,
+        }
         if let Err(e) = ptrace::interrupt(pid) {
             let _ = ptrace::detach(pid, 0);
             return Err(e.into());

@@ -47,6 +47,8 @@ pub struct TaskPlan {
     pub files: HashMap<u32, pb::RegFileEntry>,
     /// Every file object of the image with its side data (pipe bytes, socket queues...).
     pub objects: crate::fds::Objects,
+    /// `seccomp.img`'s filters (the threads' cores point into it).
+    pub seccomp: Vec<pb::SeccompFilter>,
 }
 
 const PAGE: u64 = 4096;
@@ -315,7 +317,28 @@ fn read_task(dir: &ImageDir, task: &pb::PstreeEntry) -> Result<TaskPlan> {
             file(v.shmid as u32, &format!("mapping {:#x}", v.start), &mm_name)?;
         }
     }
+    let seccomp = dir
+        .read_if_exists::<pb::SeccompEntry>(ImageKind::SECCOMP, names::SECCOMP)?
+        .and_then(|v| v.into_iter().next())
+        .map(|e| e.seccomp_filters)
+        .unwrap_or_default();
+    for (i, f) in seccomp.iter().enumerate() {
+        if f.prev.is_some_and(|p| p as usize >= i)
+            || f.filter.len() % 8 != 0
+            || f.filter.len() > 4096 * 8
+        {
+            return Err(bad(
+                names::SECCOMP,
+                format!(
+                    "filter {i}: {} bytes, previous {:?}",
+                    f.filter.len(),
+                    f.prev
+                ),
+            ));
+        }
+    }
     Ok(TaskPlan {
+        seccomp,
         pid,
         ppid: task.ppid as i32,
         pgid: task.pgid as i32,

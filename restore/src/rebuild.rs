@@ -167,6 +167,7 @@ pub fn rebuild(
         t0.elapsed()
     );
 
+    set_seccomp(&mut c, plan, &plan.thread_core)?;
     set_creds(&mut c, &plan.thread_core)?;
     for fd in std::iter::once(pages_fd).chain(extra_fds.iter().copied()) {
         c.call("close", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
@@ -221,6 +222,7 @@ fn create_threads(c: &mut Ctx, plan: &TaskPlan, tramp: u64) -> Result<Vec<Tracee
             scratch: c.scratch,
         };
         set_thread_state(&mut tc, plan.pid, &th.thread_info, &th.thread_core)?;
+        set_seccomp(&mut tc, plan, &th.thread_core)?;
         set_creds(&mut tc, &th.thread_core)?;
         let mask = th.thread_core.blk_sigset.unwrap_or(plan.tc.blk_sigset);
         set_registers(&mut t, &th.thread_info, mask)?;
@@ -750,6 +752,79 @@ fn set_process_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
 
 /// Credentials last: everything before needed stasis's privileges. Raw system calls
 /// change only the calling thread's credentials, so each thread sets its own.
+const SECCOMP_SET_MODE_STRICT: u64 = 0;
+const SECCOMP_SET_MODE_FILTER: u64 = 1;
+/// The filter flags a per-thread install keeps: LOG and SPEC_ALLOW. TSYNC would reach
+/// threads whose own chains are installed separately; a NEW_LISTENER's descriptor is
+/// not part of the image.
+const KEPT_FLAGS: u32 = 2 | 4;
+
+/// Sets the thread's no_new_privs bit and installs its seccomp filters, oldest first, by remote `seccomp(2)` calls in
+/// the thread (filters are per thread). It runs while the thread still has stasis's
+/// credentials (installing needs CAP_SYS_ADMIN or no_new_privs) and the filters do not
+/// apply to it until it is released (the seize suspends them).
+fn set_seccomp(c: &mut Ctx, plan: &TaskPlan, th: &pb::ThreadCoreEntry) -> Result<()> {
+    // no_new_privs is per thread too, and can only be set.
+    if th.creds.as_ref().and_then(|c| c.no_new_privs) == Some(1) {
+        c.call(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            libc::SYS_prctl,
+            [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+        )?;
+    }
+    match th.seccomp_mode.unwrap_or(0) {
+        0 => Ok(()),
+        1 => c
+            .call(
+                "seccomp (strict)",
+                libc::SYS_seccomp,
+                [SECCOMP_SET_MODE_STRICT, 0, 0, 0, 0, 0],
+            )
+            .map(drop),
+        2 => {
+            let mut chain = Vec::new();
+            let mut at = th.seccomp_filter;
+            while let Some(i) = at {
+                let f = plan
+                    .seccomp
+                    .get(i as usize)
+                    .ok_or_else(|| RestoreError::BadImage {
+                        file: stasis_images::names::SECCOMP.into(),
+                        what: format!("thread filter {i} is not in the image"),
+                    })?;
+                chain.push(f);
+                at = f.prev;
+            }
+            for f in chain.into_iter().rev() {
+                // struct sock_fprog: u16 len, padding, then the instructions' address.
+                let insns = c.put(0x4000, &f.filter)?;
+                let mut prog = Vec::with_capacity(16);
+                prog.extend_from_slice(&((f.filter.len() / 8) as u16).to_le_bytes());
+                prog.extend_from_slice(&[0u8; 6]);
+                prog.extend_from_slice(&insns.to_le_bytes());
+                let p = c.put(0x3f00, &prog)?;
+                c.call(
+                    "seccomp (filter)",
+                    libc::SYS_seccomp,
+                    [
+                        SECCOMP_SET_MODE_FILTER,
+                        u64::from(f.flags.unwrap_or(0) & KEPT_FLAGS),
+                        p,
+                        0,
+                        0,
+                        0,
+                    ],
+                )?;
+            }
+            Ok(())
+        }
+        m => Err(RestoreError::BadImage {
+            file: stasis_images::names::SECCOMP.into(),
+            what: format!("seccomp mode {m}"),
+        }),
+    }
+}
+
 fn set_creds(c: &mut Ctx, th: &pb::ThreadCoreEntry) -> Result<()> {
     let Some(cr) = &th.creds else {
         return Ok(());

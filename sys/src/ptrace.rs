@@ -72,6 +72,52 @@ pub fn seize(pid: pid_t, options: u32) -> Result<()> {
     req(PTRACE_SEIZE, "PTRACE_SEIZE", pid, 0, options as usize).map(drop)
 }
 
+/// `PTRACE_O_SUSPEND_SECCOMP`: the tracee's seccomp filters do not apply while it is
+/// traced (so remote system calls work in a task whose filters forbid them).
+pub const PTRACE_O_SUSPEND_SECCOMP: u32 = 1 << 21;
+const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+const PTRACE_GET_SECCOMP_METADATA: u32 = 0x420d;
+
+/// One classic-BPF seccomp filter of a task (`index` 0 is the oldest), as raw
+/// `struct sock_filter` bytes; `None` past the newest.
+pub fn seccomp_filter(pid: pid_t, index: u64) -> Result<Option<Vec<u8>>> {
+    let n = match req(
+        PTRACE_SECCOMP_GET_FILTER,
+        "PTRACE_SECCOMP_GET_FILTER",
+        pid,
+        index as usize,
+        0,
+    ) {
+        Ok(n) => n as usize,
+        Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Eight bytes per instruction; the kernel caps a filter at 4096 of them.
+    let mut buf = vec![0u8; n.min(4096) * 8];
+    let got = req(
+        PTRACE_SECCOMP_GET_FILTER,
+        "PTRACE_SECCOMP_GET_FILTER",
+        pid,
+        index as usize,
+        buf.as_mut_ptr() as usize,
+    )? as usize;
+    buf.truncate(got.min(n.min(4096)) * 8);
+    Ok(Some(buf))
+}
+
+/// The flags (`SECCOMP_FILTER_FLAG_*`) filter `index` of a task was installed with.
+pub fn seccomp_filter_flags(pid: pid_t, index: u64) -> Result<u64> {
+    let mut meta = [index, 0u64];
+    req(
+        PTRACE_GET_SECCOMP_METADATA,
+        "PTRACE_GET_SECCOMP_METADATA",
+        pid,
+        std::mem::size_of_val(&meta),
+        meta.as_mut_ptr() as usize,
+    )?;
+    Ok(meta[1])
+}
+
 /// `PTRACE_INTERRUPT`: asks a seized task to stop; the stop is reported through waitpid.
 pub fn interrupt(pid: pid_t) -> Result<()> {
     req(PTRACE_INTERRUPT, "PTRACE_INTERRUPT", pid, 0, 0).map(drop)
