@@ -17,6 +17,7 @@ pub mod counter;
 pub mod cr;
 pub mod images;
 pub mod log;
+pub mod netpeer;
 pub mod proc;
 pub mod run;
 pub mod runtime_env;
