@@ -442,7 +442,7 @@ fn runc_bundle(at: &Path) {
     spec["process"]["args"] = serde_json::json!([
         "sh",
         "-c",
-        "i=0; while true; do i=$((i+1)); echo \"tick $i ok\" >> /data/ticks; echo \"tick $i\"; sleep 0.1; done"
+        "echo kept-in-shm > /dev/shm/marker; i=0; while true; do i=$((i+1)); echo \"tick $i ok\" >> /data/ticks; echo \"tick $i\"; sleep 0.1; done"
     ]);
     std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
 }
@@ -473,6 +473,32 @@ fn a_runc_container_checkpointed_through_runc_comes_back_as_a_new_container_in_n
     runc.detached(&bundle, "ct1", &["run", "-d"], &log);
     let pid = runc.pid(&bundle, "ct1");
     wait_ticks(&bundle.join("rootfs"), 3, Duration::from_secs(10));
+
+    // First with --leave-running: the container is dumped and runs on.
+    let early = dir.join("images-early");
+    runc.run(
+        &bundle,
+        &[
+            "checkpoint",
+            "--leave-running",
+            "--image-path",
+            early.to_str().unwrap(),
+            "--work-path",
+            dir.join("work-early").to_str().unwrap(),
+            "ct1",
+        ],
+    );
+    assert!(
+        early.join("inventory.img").is_file(),
+        "--leave-running wrote the images"
+    );
+    assert_eq!(
+        runc.pid(&bundle, "ct1"),
+        pid,
+        "still running after --leave-running"
+    );
+    let n = ticks(&bundle.join("rootfs")).len();
+    wait_ticks(&bundle.join("rootfs"), n + 3, Duration::from_secs(10));
 
     // runc drives stasis as its criu: swrk, with runc's own options (root, ext_mnt for
     // every cgroup controller and masked path, freeze_cgroup, manage_cgroups, empty_ns).
@@ -554,6 +580,11 @@ fn a_runc_container_checkpointed_through_runc_comes_back_as_a_new_container_in_n
     assert_eq!(
         runc.run(&bundle2, &["exec", "ct2", "hostname"]).trim(),
         "runc-ct"
+    );
+    // Its /dev/shm (a tmpfs of the container) kept its files.
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid2}/root/dev/shm/marker")).unwrap(),
+        "kept-in-shm\n"
     );
     runc.run(&bundle2, &["kill", "ct2", "KILL"]);
     if let Err(e) = stasis_e2e::proc::wait_gone(pid2, Duration::from_secs(10)) {
