@@ -103,6 +103,10 @@ pub struct DumpOptions {
     /// Lock the network of a network namespace of the tree's own with nftables while
     /// it is dumped (`--network-lock nftables`, the default); `false` for `skip`.
     pub network_lock: bool,
+    /// Network namespaces that belong to the caller (CRIU's `--external net[INO]:KEY`):
+    /// when the root's is one of them (by inode), it is recorded by KEY only, not
+    /// dumped and not locked; the restore joins the one it is given for KEY.
+    pub external_netns: Vec<(u64, String)>,
 }
 
 /// Timings and counters of a finished dump.
@@ -411,7 +415,8 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     let run = run_id();
     // No packet crosses the tree's own network namespace from here on: no peer sees a
     // reset while its sockets are dumped. A failed dump unlocks it (on drop).
-    let net_lock = if own.has("net") && opts.network_lock {
+    let external_net = external_netns(opts)?;
+    let net_lock = if own.has("net") && opts.network_lock && external_net.is_none() {
         let table = stasis_netns::lock::lock_table_name(&run);
         Some(
             stasis_netns::NetLock::acquire(opts.pid, table).map_err(|e| {
@@ -612,11 +617,13 @@ fn collect_tree(
         root_ids: Some(root_ids),
         ns_per_id: Some(true),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-        network_lock_method: Some(if opts.network_lock && own.has("net") {
-            1
-        } else {
-            2
-        }),
+        network_lock_method: Some(
+            if opts.network_lock && own.has("net") && external_netns(opts)?.is_none() {
+                1
+            } else {
+                2
+            },
+        ),
         plugins_entry: Some(pb::PluginsEntry {
             plugins: Vec::new(),
         }),
@@ -809,13 +816,32 @@ fn dump_namespaces(opts: &DumpOptions, dir: &ImageDir, own: &ns::OwnNamespaces) 
     if own.has("ipc") {
         ipc::dump_ipc_ns(pid, dir, own.id(2))?;
     }
-    if own.has("net") && opts.empty_ns & libc::CLONE_NEWNET == 0 {
+    if let (true, Some(key)) = (own.has("net"), external_netns(opts)?) {
+        let entry = pb::NetnsEntry {
+            ext_key: Some(key),
+            ..Default::default()
+        };
+        dir.write_one(ImageKind::NETNS, &names::netns(own.id(1)), &entry)?;
+    } else if own.has("net") && opts.empty_ns & libc::CLONE_NEWNET == 0 {
         stasis_netns::dump_netns(pid, dir, own.id(1)).map_err(|e| DumpError::Unsupported {
             pid,
             what: format!("in its network namespace: {e}"),
         })?;
     }
     Ok(())
+}
+
+/// The key of the root's network namespace when the caller declared it external.
+fn external_netns(opts: &DumpOptions) -> Result<Option<String>> {
+    if opts.external_netns.is_empty() {
+        return Ok(None);
+    }
+    let ino = procfs::ns_inode(opts.pid, "net")?;
+    Ok(opts
+        .external_netns
+        .iter()
+        .find(|(i, _)| *i == ino)
+        .map(|(_, k)| k.clone()))
 }
 
 fn write_stats(opts: &DumpOptions, r: &DumpReport) -> Result<()> {

@@ -53,6 +53,10 @@ pub struct Args {
     pub veths: Vec<(String, String)>,
     /// `--empty-ns net`: clone flags of the namespaces restored empty.
     pub empty_ns: i32,
+    /// `--external net[INO]:KEY`: network namespaces that are the caller's.
+    pub external_netns: Vec<(u64, String)>,
+    /// `--join-ns NS:PATH`.
+    pub join_ns: Vec<(String, PathBuf)>,
     /// `--inherit-fd fd[N]:KEY`, in order.
     pub inherit_fds: Vec<(String, i32)>,
     /// `--network-lock skip`: do not lock the network of a dumped network namespace.
@@ -86,7 +90,6 @@ const UNSUPPORTED_WITH_VALUE: &[&str] = &[
     "--port",
     "--prev-images-dir",
     "--lazy-pages",
-    "--join-ns",
     "--action-script",
     "--lsm-profile",
 ];
@@ -202,6 +205,9 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
                 match kind {
                     "mnt" => a.ext_mounts.push((key.to_string(), val.to_string())),
                     "veth" => a.veths.push((key.to_string(), val.to_string())),
+                    "net" => a
+                        .external_netns
+                        .push((key.parse().map_err(|_| invalid())?, val.to_string())),
                     _ => return Err(ArgError::Unsupported(format!("--external {kind}[...]"))),
                 }
             }
@@ -213,6 +219,15 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, ArgError> 
                     what: "veth pair (IN=OUT)",
                 })?;
                 a.veths.push((i.to_string(), o.to_string()));
+            }
+            "--join-ns" => {
+                let v = value(&mut it)?;
+                let (ns, path) = v.split_once(':').ok_or_else(|| ArgError::Invalid {
+                    opt: name.clone(),
+                    value: v.clone(),
+                    what: "namespace to join (NS:PATH)",
+                })?;
+                a.join_ns.push((ns.to_string(), path.into()));
             }
             "--inherit-fd" => {
                 let v = value(&mut it)?;

@@ -127,6 +127,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         external_mounts: args.ext_mounts.clone(),
         empty_ns: args.empty_ns,
         network_lock: !args.network_lock_skip,
+        external_netns: args.external_netns.clone(),
     };
     let report =
         stasis_checkpoint::dump(&opts).with_context(|| format!("dump of pid {pid} failed"))?;
@@ -158,6 +159,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         external_mounts: args.ext_mounts.clone(),
         veths: args.veths.clone(),
         inherit_fds: args.inherit_fds.clone(),
+        join_ns: args.join_ns.clone(),
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

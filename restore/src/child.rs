@@ -162,7 +162,7 @@ fn root_setup(
     r: RootSetup<'_>,
 ) -> Result<Made, String> {
     let dir = stasis_images::ImageDir::open(r.dir).map_err(|e| e.to_string())?;
-    crate::ns::setup_inside(&tree.ns, &dir, images.as_fd(), r.mounts)?;
+    crate::ns::setup_inside(&tree.ns, &dir, images.as_fd(), r.mounts, r.inherited)?;
     if let Some(mut go) = r.go {
         report(report_at, pid, "N");
         let mut byte = [0u8; 1];

@@ -117,6 +117,8 @@ pub struct RestoreOptions {
     /// `--inherit-fd fd[N]:KEY`: the object the image knows by KEY (`pipe:[INODE]`, a
     /// file's path) is stasis's descriptor N, not recreated.
     pub inherit_fds: Vec<(String, i32)>,
+    /// `--join-ns NS:PATH`: join these namespaces instead of recreating them.
+    pub join_ns: Vec<(String, PathBuf)>,
 }
 
 /// How a restore ended.
@@ -136,7 +138,15 @@ pub enum RestoreOutcome {
 pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let dir = ImageDir::open(&opts.images_dir)?;
-    let tree = plan::read(&dir)?;
+    let mut tree = plan::read(&dir)?;
+    tree.ns.join(&opts.join_ns)?;
+    if let Some(key) = &tree.ns.net_ext_key {
+        if !opts.inherit_fds.iter().any(|(k, _)| k == key) {
+            return Err(RestoreError::Unsupported(format!(
+                "the image's network namespace is external (key {key}): give it with --inherit-fd fd[N]:{key}"
+            )));
+        }
+    }
     log::debug!(
         "read the plan of {} processes in {:?}",
         tree.tasks.len(),

@@ -37,6 +37,11 @@ pub struct NsPlan {
     pub mounts: Vec<pb::MntEntry>,
     pub ipc_id: Option<u32>,
     pub net_id: Option<u32>,
+    /// The root's network namespace was the caller's (`--external net[...]:KEY`): it
+    /// joins the one given for KEY (`--inherit-fd fd[N]:KEY`) instead of a new one.
+    pub net_ext_key: Option<String>,
+    /// Namespaces to join by path instead of creating (`--join-ns NS:PATH`).
+    pub join: Vec<(i32, PathBuf)>,
 }
 
 fn ids_of(ids: &pb::TaskKobjIdsEntry) -> [Option<u32>; 8] {
@@ -83,7 +88,18 @@ pub fn read(
                 order_mounts(&names::mountpoints(t), &mut plan.mounts)?;
             }
             "ipc" => plan.ipc_id = Some(t),
-            "net" => plan.net_id = Some(t),
+            "net" => {
+                plan.net_id = Some(t);
+                if let Some(entry) =
+                    dir.read_if_exists::<pb::NetnsEntry>(ImageKind::NETNS, &names::netns(t))?
+                {
+                    plan.net_ext_key = entry.into_iter().next().and_then(|e| e.ext_key);
+                }
+                if plan.net_ext_key.is_some() {
+                    // Joined at restore, not created.
+                    continue;
+                }
+            }
             _ => {}
         }
         plan.flags |= flag;
@@ -123,6 +139,44 @@ fn order_mounts(file: &str, mounts: &mut Vec<pb::MntEntry>) -> Result<()> {
     }
     *mounts = out;
     Ok(())
+}
+
+impl NsPlan {
+    /// Joins namespaces given by path (`--join-ns`): they are not created and their
+    /// images are not restored. Only network, IPC and UTS namespaces can be joined.
+    pub fn join(&mut self, joins: &[(String, PathBuf)]) -> Result<()> {
+        for (kind, path) in joins {
+            let flag = match kind.as_str() {
+                "net" => libc::CLONE_NEWNET,
+                "ipc" => libc::CLONE_NEWIPC,
+                "uts" => libc::CLONE_NEWUTS,
+                k => {
+                    return Err(RestoreError::Unsupported(format!(
+                        "joining a {k} namespace (--join-ns {k}:{}); stasis joins net, ipc and uts",
+                        path.display()
+                    )))
+                }
+            };
+            if !path.exists() {
+                return Err(RestoreError::FileMissing {
+                    what: format!("{kind} namespace to join"),
+                    path: path.display().to_string(),
+                    source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                });
+            }
+            self.flags &= !flag;
+            match flag {
+                libc::CLONE_NEWNET => {
+                    self.net_id = None;
+                    self.net_ext_key = None;
+                }
+                libc::CLONE_NEWIPC => self.ipc_id = None,
+                _ => self.uts = None,
+            }
+            self.join.push((flag, path.clone()));
+        }
+        Ok(())
+    }
 }
 
 /// What the restore was told about the mount tree.
@@ -394,7 +448,22 @@ pub fn setup_inside(
     dir: &ImageDir,
     images: BorrowedFd<'_>,
     opts: &MountOptions,
+    inherited: &[(String, i32)],
 ) -> std::result::Result<(), String> {
+    // Namespaces that are the caller's, first: everything after lives in them.
+    for (flag, path) in &plan.join {
+        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(&f), *flag)
+            .map_err(|e| format!("joining {}: {e}", path.display()))?;
+    }
+    if let Some(key) = &plan.net_ext_key {
+        let (_, fd) = inherited.iter().find(|(k, _)| k == key).ok_or_else(|| {
+            format!("the network namespace is external (key {key}): give it with --inherit-fd fd[N]:{key}")
+        })?;
+        let ns = stasis_sys::fd::dup_number(*fd, 0).map_err(|e| e.to_string())?;
+        stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWNET)
+            .map_err(|e| format!("joining the external network namespace {key}: {e}"))?;
+    }
     if let Some(uts) = &plan.uts {
         set_uts(uts)?;
     }
@@ -417,7 +486,7 @@ pub fn setup_network(
     pid: i32,
     veths: &[(String, String)],
 ) -> Result<()> {
-    let Some(id) = plan.net_id else {
+    let Some(id) = plan.net_id.filter(|_| plan.net_ext_key.is_none()) else {
         return Ok(());
     };
     let failed = |what: String| RestoreError::Child { pid, what };

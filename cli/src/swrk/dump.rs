@@ -56,6 +56,7 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         external_mounts: setup.ext_mounts.clone(),
         empty_ns: setup.empty_ns,
         network_lock: setup.network_lock,
+        external_netns: setup.external_netns.clone(),
     };
     log::info!(
         "dumping pid {pid} into {} (leave_running {})",

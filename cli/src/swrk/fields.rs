@@ -107,7 +107,7 @@ pub static FIELDS: &[Field] = &[
     f(36, "irmap_scan_paths", NOTIFY_FS, |o| !o.irmap_scan_paths.is_empty()),
     f(37, "external", Honoured, |o| !o.external.is_empty()),
     f(38, "empty_ns", Honoured, |o| o.empty_ns.is_some_and(|v| v != 0)),
-    f(39, "join_ns", Container, |o| !o.join_ns.is_empty()),
+    f(39, "join_ns", Honoured, |o| !o.join_ns.is_empty()),
     f(41, "cgroup_props", Container, |o| o.cgroup_props.is_some()),
     f(42, "cgroup_props_file", Container, |o| o.cgroup_props_file.is_some()),
     f(43, "cgroup_dump_controller", Container, |o| !o.cgroup_dump_controller.is_empty()),
@@ -246,11 +246,13 @@ mod tests {
         let refused = CriuOpts {
             images_dir_fd: 3,
             lazy_pages: Some(true),
-            join_ns: vec![Default::default()],
+            auto_ext_mnt: Some(true),
             ..Default::default()
         };
         match check(&refused).unwrap_err() {
-            RpcError::Unsupported { fields, .. } => assert_eq!(fields, ["join_ns", "lazy_pages"]),
+            RpcError::Unsupported { fields, .. } => {
+                assert_eq!(fields, ["auto_ext_mnt", "lazy_pages"])
+            }
             other => panic!("{other}"),
         }
     }

@@ -67,6 +67,7 @@ pub fn restore(
         external_mounts: setup.ext_mounts.clone(),
         veths: setup.veths.clone(),
         inherit_fds: setup.inherit_fds.clone(),
+        join_ns: setup.join_ns.clone(),
         ..Default::default()
     };
     log::info!(

@@ -76,6 +76,10 @@ pub struct Setup {
     pub empty_ns: i32,
     /// `network_lock`: nftables unless SKIP (iptables is refused).
     pub network_lock: bool,
+    /// `external` `net[INO]:KEY`.
+    pub external_netns: Vec<(u64, String)>,
+    /// `join_ns`: namespaces joined by path at restore.
+    pub join_ns: Vec<(String, PathBuf)>,
     /// `file_locks`: dump the file locks the tree holds.
     pub file_locks: bool,
     /// `inherit_fd`: key → stasis's own descriptor number.
@@ -159,7 +163,11 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         _ => None,
     };
 
-    let (ext_mounts, veths) = externals(opts)?;
+    let Externals {
+        mounts: ext_mounts,
+        veths,
+        netns: external_netns,
+    } = externals(opts)?;
     let empty_ns = opts.empty_ns.unwrap_or(0) as i32;
     if empty_ns & !libc::CLONE_NEWNET != 0 {
         return Err(RpcError::BadRequest(format!(
@@ -220,6 +228,12 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         empty_ns,
         network_lock,
         file_locks: opts.file_locks == Some(true),
+        external_netns,
+        join_ns: opts
+            .join_ns
+            .iter()
+            .map(|j| (j.ns.clone(), PathBuf::from(&j.ns_file)))
+            .collect(),
         inherit_fds: opts
             .inherit_fd
             .iter()
@@ -238,12 +252,22 @@ use stasis_images::pb::rpc::CriuNetworkLockMethod as pb_lock;
 /// Key → value pairs (external mounts, veths).
 type Pairs = Vec<(String, String)>;
 
-pub(crate) fn externals(opts: &CriuOpts) -> Result<(Pairs, Pairs), RpcError> {
+/// What `ext_mnt`, `veths` and `external` declare.
+#[derive(Debug, Default)]
+pub(crate) struct Externals {
+    pub mounts: Pairs,
+    pub veths: Pairs,
+    /// `net[INO]:KEY`.
+    pub netns: Vec<(u64, String)>,
+}
+
+pub(crate) fn externals(opts: &CriuOpts) -> Result<Externals, RpcError> {
     let mut mounts: Pairs = opts
         .ext_mnt
         .iter()
         .map(|m| (m.key.clone(), m.val.clone()))
         .collect();
+    let mut netns = Vec::new();
     let mut veths: Pairs = opts
         .veths
         .iter()
@@ -256,14 +280,21 @@ pub(crate) fn externals(opts: &CriuOpts) -> Result<(Pairs, Pairs), RpcError> {
         match parsed {
             Some(("mnt", k, v)) => mounts.push((k.to_string(), v.to_string())),
             Some(("veth", k, v)) => veths.push((k.to_string(), v.to_string())),
+            Some(("net", k, v)) if k.parse::<u64>().is_ok() => {
+                netns.push((k.parse().unwrap_or_default(), v.to_string()))
+            }
             _ => {
                 return Err(RpcError::BadRequest(format!(
-                    "external {e:?}: stasis supports external mnt[KEY]:VAL and veth[IN]:OUT so far"
+                    "external {e:?}: stasis supports external mnt[KEY]:VAL, veth[IN]:OUT and net[INODE]:KEY so far"
                 )))
             }
         }
     }
-    Ok((mounts, veths))
+    Ok(Externals {
+        mounts,
+        veths,
+        netns,
+    })
 }
 
 fn purpose_name(p: Purpose) -> &'static str {

@@ -49,8 +49,23 @@ impl Container {
     /// Starts `argv` (a path inside `rootfs`) as PID 1 of a new container with host
     /// name `hostname`.
     pub fn start(rootfs: &Path, hostname: &str, argv: &[&str]) -> Container {
+        Self::start_in(rootfs, hostname, argv, None)
+    }
+
+    /// [`Container::start`], in the network namespace `netns` (a path such as
+    /// `/run/netns/NAME`) instead of a new one.
+    pub fn start_in(
+        rootfs: &Path,
+        hostname: &str,
+        argv: &[&str],
+        netns: Option<&Path>,
+    ) -> Container {
         proc::become_subreaper();
         let out = std::process::Command::new(workload_bin("nsinit"))
+            .env(
+                "NSINIT_NETNS",
+                netns.map(|p| p.as_os_str()).unwrap_or_default(),
+            )
             .arg(rootfs)
             .arg(hostname)
             .args(argv)

@@ -593,3 +593,125 @@ fn a_runc_container_checkpointed_through_runc_comes_back_as_a_new_container_in_n
     runc.run(&bundle2, &["delete", "ct2"]);
     assert!(host_mounts_under(dir.path()).is_empty(), "no mount left");
 }
+
+/// A network namespace the test owns (`ip netns add`), deleted on drop.
+struct NamedNetns(String);
+
+impl NamedNetns {
+    fn new(name: String) -> NamedNetns {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("ip netns add");
+        assert!(out.status.success(), "ip netns add {name}: {out:?}");
+        NamedNetns(name)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        Path::new("/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_container_in_its_runtime_s_network_namespace_rejoins_that_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = ScratchDir::new("container-extnet");
+    let images = dir.subdir("images");
+    let netns = NamedNetns::new(format!("stasis-x{}", std::process::id()));
+    let ino = std::fs::metadata(netns.path()).unwrap().ino();
+    let rootfs = dir.subdir("rootfs");
+    busybox_rootfs(&rootfs, &["nsworker_static"]);
+    let mut c = Container::start_in(
+        &rootfs,
+        HOSTNAME,
+        &["/bin/nsworker", HOSTNAME],
+        Some(&netns.path()),
+    );
+    let netns_of = |pid: i32| {
+        std::fs::metadata(format!("/proc/{pid}/ns/net"))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(
+        netns_of(c.pid),
+        ino,
+        "the container runs in the runtime's netns"
+    );
+    wait_ticks(&rootfs, 3, Duration::from_secs(10));
+
+    // As runc declares it: external net[INODE]:KEY. Nothing of it is dumped.
+    let external = format!("net[{ino}]:extRootNetNS");
+    dump(
+        &images,
+        c.pid,
+        &[
+            "--ext-mount-map",
+            "/dev/null:devnull",
+            "--external",
+            &external,
+        ],
+    )
+    .assert_success();
+    c.assert_gone(Duration::from_secs(10));
+    let at_dump = ticks(&rootfs);
+    let set = crit_decode_all(&images);
+    let net_id = &set.entries("ids-1.img")[0]["net_ns_id"];
+    assert_eq!(
+        set.entries(&format!("netns-{net_id}.img"))[0]["ext_key"],
+        "extRootNetNS"
+    );
+    assert!(
+        !images.join(format!("netdev-{net_id}.img")).exists(),
+        "an external namespace's links are not dumped"
+    );
+
+    // Without the namespace, the restore is refused naming the key.
+    let refused = restore(&images, &["--root", rootfs.to_str().unwrap()]);
+    refused.assert_clean_failure();
+    assert!(
+        refused.stderr.contains("extRootNetNS"),
+        "{}",
+        refused.stderr
+    );
+
+    // The runtime hands it over as an inherited descriptor, as runc does.
+    let line = format!(
+        "exec 3<{}; exec {} restore -D {} -d -o restore.log -v4 --root {} --ext-mount-map devnull:/dev/null --inherit-fd fd[3]:extRootNetNS --pidfile {}",
+        netns.path().display(),
+        stasis_e2e::stasis_bin().display(),
+        images.display(),
+        rootfs.display(),
+        dir.join("pid").display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &line])
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    c.restored_as(pid);
+    assert_eq!(
+        netns_of(pid),
+        ino,
+        "the restored init is back in the runtime's netns"
+    );
+    let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
+    assert_eq!(after[at_dump.len()].0, at_dump.last().unwrap().0 + 1);
+    assert!(after.iter().all(|(_, s)| s == "ok"), "{after:?}");
+}

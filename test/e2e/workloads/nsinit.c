@@ -6,7 +6,10 @@
  *   nsinit ROOTFS HOSTNAME PROGRAM [ARGS...]
  *
  * Prints the container init's host PID on stdout and exits at once: the init is
- * reparented to the nearest subreaper (the test). */
+ * reparented to the nearest subreaper (the test).
+ *
+ * With NSINIT_NETNS=PATH the container joins that network namespace (one its
+ * runtime owns, as `ip netns add` makes) instead of getting a new one. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +84,14 @@ int main(int argc, char **argv) {
 	args = argv;
 	static char stack[1 << 16];
 	int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD;
+	const char *netns = getenv("NSINIT_NETNS");
+	if (netns && *netns) {
+		int fd = open(netns, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+			die("join NSINIT_NETNS");
+		close(fd);
+		flags &= ~CLONE_NEWNET;
+	}
 	pid_t pid = clone(init, stack + sizeof(stack), flags, NULL);
 	if (pid < 0)
 		die("clone");
