@@ -813,6 +813,9 @@ fn dump_namespaces(opts: &DumpOptions, dir: &ImageDir, own: &ns::OwnNamespaces) 
     if own.has("mnt") {
         mounts::dump(pid, dir, own.id(4), &opts.external_mounts)?;
     }
+    if own.has("time") {
+        ns::dump_time(pid, dir, own.id(7))?;
+    }
     if own.has("ipc") {
         ipc::dump_ipc_ns(pid, dir, own.id(2))?;
     }

@@ -63,7 +63,7 @@ pub fn of_root(pid: i32) -> Result<OwnNamespaces> {
     for (k, kind) in KINDS.iter().enumerate() {
         own.0[k] = procfs::ns_inode(pid, kind)? != procfs::ns_inode(me, kind)?;
     }
-    for kind in ["user", "time", "cgroup"] {
+    for kind in ["user", "cgroup"] {
         if own.has(kind) {
             return Err(DumpError::Unsupported {
                 pid,
@@ -168,6 +168,47 @@ pub fn dump_uts(pid: i32, dir: &ImageDir, id: u32) -> Result<()> {
             domainname,
         },
     )?;
+    Ok(())
+}
+
+/// Writes `timens-<id>.img`: the namespace's CLOCK_MONOTONIC and CLOCK_BOOTTIME now
+/// (this host's clocks plus the namespace's offsets), from which a restore continues.
+pub fn dump_time(pid: i32, dir: &ImageDir, id: u32) -> Result<()> {
+    let text = procfs::text(pid, "timens_offsets")?;
+    let offset = |clock: &str| -> Result<i128> {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(clock))
+            .ok_or_else(|| DumpError::Proc {
+                path: format!("/proc/{pid}/timens_offsets"),
+                what: format!("no {clock} line in {text:?}"),
+            })?;
+        let v: Vec<i128> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match v[..] {
+            [s, ns] => Ok(s * 1_000_000_000 + ns),
+            _ => Err(DumpError::Proc {
+                path: format!("/proc/{pid}/timens_offsets"),
+                what: format!("cannot parse {line:?}"),
+            }),
+        }
+    };
+    let now = |clock: i32, name: &str| -> Result<pb::Timespec> {
+        let (s, ns) = stasis_sys::fdops::clock_now(clock)?;
+        let v = i128::from(s) * 1_000_000_000 + i128::from(ns) + offset(name)?;
+        Ok(pb::Timespec {
+            tv_sec: (v.max(0) / 1_000_000_000) as u64,
+            tv_nsec: (v.max(0) % 1_000_000_000) as u64,
+        })
+    };
+    let entry = pb::TimensEntry {
+        monotonic: now(libc::CLOCK_MONOTONIC, "monotonic")?,
+        boottime: now(libc::CLOCK_BOOTTIME, "boottime")?,
+    };
+    dir.write_one(ImageKind::TIMENS, &names::timens(id), &entry)?;
     Ok(())
 }
 

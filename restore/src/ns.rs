@@ -40,6 +40,8 @@ pub struct NsPlan {
     /// The root's network namespace was the caller's (`--external net[...]:KEY`): it
     /// joins the one given for KEY (`--inherit-fd fd[N]:KEY`) instead of a new one.
     pub net_ext_key: Option<String>,
+    /// The clocks of a time namespace of the root's own, at dump.
+    pub time: Option<pb::TimensEntry>,
     /// Namespaces to join by path instead of creating (`--join-ns NS:PATH`).
     pub join: Vec<(i32, PathBuf)>,
 }
@@ -75,7 +77,13 @@ pub fn read(
             continue;
         }
         match *kind {
-            "user" | "time" | "cgroup" => {
+            "time" => {
+                plan.time = Some(dir.read_one(ImageKind::TIMENS, &names::timens(t))?);
+                // Entered by the root itself (its offsets are set before anyone is in
+                // it), not by a clone flag.
+                continue;
+            }
+            "user" | "cgroup" => {
                 return Err(RestoreError::Unsupported(format!(
                     "the image's root has a {kind} namespace of its own"
                 )))
@@ -436,6 +444,31 @@ fn fill_tmpfs(
     Ok(())
 }
 
+/// Gives the root a new time namespace whose CLOCK_MONOTONIC and CLOCK_BOOTTIME go on
+/// from their dumped values: the offsets are written before anyone is in it, then the
+/// root enters it (its children and threads are created in it).
+fn enter_time_namespace(t: &pb::TimensEntry) -> std::result::Result<(), String> {
+    let offset = |clock: i32, v: &pb::Timespec| -> std::result::Result<(i128, i128), String> {
+        let (s, ns) = stasis_sys::fdops::clock_now(clock).map_err(|e| e.to_string())?;
+        let now = i128::from(s) * 1_000_000_000 + i128::from(ns);
+        let want = i128::from(v.tv_sec) * 1_000_000_000 + i128::from(v.tv_nsec);
+        let d = want - now;
+        Ok((d.div_euclid(1_000_000_000), d.rem_euclid(1_000_000_000)))
+    };
+    let (ms, mn) = offset(libc::CLOCK_MONOTONIC, &t.monotonic)?;
+    let (bs, bn) = offset(libc::CLOCK_BOOTTIME, &t.boottime)?;
+    stasis_sys::ns::unshare(libc::CLONE_NEWTIME).map_err(|e| e.to_string())?;
+    std::fs::write(
+        "/proc/self/timens_offsets",
+        format!("monotonic {ms} {mn}\nboottime {bs} {bn}\n"),
+    )
+    .map_err(|e| format!("setting the time namespace's offsets: {e}"))?;
+    let ns = std::fs::File::open("/proc/self/ns/time_for_children")
+        .map_err(|e| format!("/proc/self/ns/time_for_children: {e}"))?;
+    stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWTIME)
+        .map_err(|e| format!("entering the time namespace: {e}"))
+}
+
 /// Sets the UTS names.
 pub fn set_uts(uts: &pb::UtsnsEntry) -> std::result::Result<(), String> {
     stasis_sys::ns::sethostname(&uts.nodename).map_err(|e| e.to_string())?;
@@ -450,6 +483,9 @@ pub fn setup_inside(
     opts: &MountOptions,
     inherited: &[(String, i32)],
 ) -> std::result::Result<(), String> {
+    if let Some(t) = &plan.time {
+        enter_time_namespace(t)?;
+    }
     // Namespaces that are the caller's, first: everything after lives in them.
     for (flag, path) in &plan.join {
         let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
