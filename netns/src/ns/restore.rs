@@ -435,7 +435,25 @@ fn preflight(target_pid: i32, plan: &[LinkStep<'_>]) -> Result<()> {
         }
         taken.insert(l.ifindex, l);
     }
-    let host = link::list(Netns::Host, "list links of the host")?;
+    // The dumped namespace's own host ends vanish only once the kernel has torn it
+    // down, which it does asynchronously after its last task died: a restore right
+    // after the dump waits a little for their names to be free.
+    let outside: Vec<&String> = plan
+        .iter()
+        .filter_map(|s| match s {
+            LinkStep::ExternalVeth { outside, .. } => Some(outside),
+            _ => None,
+        })
+        .collect();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let host = loop {
+        let host = link::list(Netns::Host, "list links of the host")?;
+        let busy = host.iter().any(|h| outside.contains(&&h.name));
+        if !busy || std::time::Instant::now() > until {
+            break host;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     for step in plan {
         let mut wanted = Vec::new();
         match step {
