@@ -187,6 +187,9 @@ impl Tracee {
         r.r9 = args[5];
         ptrace::set_regs(self.pid, &r)?;
         ptrace::singlestep(self.pid, 0)?;
+        // A task that was stopped by a signal (SIGSTOP, Ctrl-Z) reports its group stop
+        // again (PTRACE_EVENT_STOP) before it takes the step: step once more.
+        let mut restops = 0;
         let result = loop {
             let (_, st) = ptrace::waitpid(self.pid, 0)?;
             match st {
@@ -195,6 +198,13 @@ impl Tracee {
                     event: 0,
                 } => {
                     break ptrace::get_regs(self.pid)?.rax as i64;
+                }
+                WaitStatus::Stopped {
+                    event: ptrace::PTRACE_EVENT_STOP,
+                    ..
+                } if restops < 8 => {
+                    restops += 1;
+                    ptrace::singlestep(self.pid, 0)?;
                 }
                 WaitStatus::Exited(c) => {
                     return Err(ParasiteError::Task {
