@@ -2,10 +2,14 @@
 //! `file://` log paths), and for a terminal a pty whose master runc sends to a console
 //! socket.
 //!
-//! stdout and stderr fifos are opened read-write and given to the process directly: the
-//! open never blocks waiting for a reader, and the process never dies of SIGPIPE when
-//! `ctr` goes away (its output then waits in the pipe buffer). stdin goes through a pipe
-//! the shim feeds from the fifo, so that `CloseIO` can give the process its EOF.
+//! A process without a terminal gets pipes, as from containerd's Go shim: the shim copies
+//! its stdout and stderr pipes into containerd's fifos (opened read-write, so the open
+//! never blocks waiting for a reader and nothing dies of SIGPIPE when `ctr` goes away) and
+//! feeds its stdin pipe from the stdin fifo, so that `CloseIO` can give it its EOF. Pipes,
+//! not the fifos themselves, because a checkpoint records what the process's descriptors
+//! are: runc hands a restored container new pipes in place of the dumped ones
+//! (`inherit_fd`), while a fifo would have to be reopened by a host path that no longer
+//! exists (ctr's fifo directory is gone) and is not in the container's root anyway.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSliceMut, Read, Write};
@@ -116,16 +120,36 @@ fn feed_stdin(path: String, to: Arc<Mutex<Option<File>>>) {
     });
 }
 
+/// A pipe whose ends are closed in every child the shim spawns (the child's own end is
+/// dup'ed onto its stdio, which clears the flag there).
+fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ShimError::io("pipe", e.into()))
+}
+
+/// A pipe for the process's stdout or stderr, copied by the shim into `path`'s fifo or
+/// file; None (the process gets /dev/null) when containerd gave no path.
+fn output_pipe(name: &str, path: &str) -> Result<Option<OwnedFd>, ShimError> {
+    let Some(out) = open_output(path)? else {
+        return Ok(None);
+    };
+    let (r, w) = pipe()?;
+    spawn_copy(name, move || {
+        let (mut from, mut to) = (File::from(r), File::from(out));
+        let _ = std::io::copy(&mut from, &mut to);
+    });
+    Ok(Some(w))
+}
+
 /// Opens the stdio of a process that has no terminal.
 pub fn open_pipes(paths: &StdioPaths) -> Result<(ChildStdio, ProcessIo), ShimError> {
     let io = ProcessIo::default();
     let mut child = ChildStdio {
-        stdout: open_output(&paths.stdout)?,
-        stderr: open_output(&paths.stderr)?,
+        stdout: output_pipe("stdout", &paths.stdout)?,
+        stderr: output_pipe("stderr", &paths.stderr)?,
         ..ChildStdio::default()
     };
     if !paths.stdin.is_empty() {
-        let (r, w) = nix::unistd::pipe().map_err(|e| ShimError::io("pipe", e.into()))?;
+        let (r, w) = pipe()?;
         child.stdin = Some(r);
         *io.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(w));
         feed_stdin(paths.stdin.clone(), Arc::clone(&io.stdin));

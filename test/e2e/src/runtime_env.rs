@@ -113,6 +113,56 @@ pub fn wait_counter_above(path: &Path, above: u64, timeout: Duration) -> u64 {
     }
 }
 
+/// Waits until the counter at `path` holds a value other than `from`; returns it. After a
+/// restore, the first value the restored workload writes: `from + 1` when its memory came
+/// back, a small number when it started over.
+pub fn wait_counter_change(path: &Path, from: Option<u64>, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = read_counter(path) {
+            if Some(v) != from {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the counter at {} stayed at {from:?} for {timeout:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The media types of the manifests in the index of image `name` (`ctr images ls`, then
+/// `ctr content get` of its digest).
+pub fn ctr_image_media_types(ctd: &Containerd, namespace: &str, name: &str) -> Vec<String> {
+    let ls = ctd.ctr(namespace, &["images", "ls"]);
+    ls.assert_success();
+    let digest = ls
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("sha256:")))
+        .unwrap_or_else(|| panic!("no image {name}:\n{ls}"))
+        .to_string();
+    let index = ctd.ctr(namespace, &["content", "get", &digest]);
+    index.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&index.stdout)
+        .unwrap_or_else(|e| panic!("index of {name} is not JSON ({e}):\n{index}"));
+    v["manifests"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|d| d["mediaType"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The media type of the CRIU image tar in a containerd checkpoint index.
+pub const CRIU_TAR_MEDIA_TYPE: &str =
+    "application/vnd.containerd.container.criu.checkpoint.criu.tar";
+
 fn sha256(path: &Path) -> String {
     let out = cmd("sha256sum", &[path.to_str().unwrap()]);
     out.assert_success();
@@ -293,6 +343,37 @@ impl Containerd {
             .args(["--namespace", namespace])
             .args(args);
         run(c, Duration::from_secs(180))
+    }
+
+    /// `ctr ... ARGS` for cleanups: its output discarded, killed after `timeout`, never
+    /// panicking (a panic in a destructor during a failing test aborts the whole run).
+    /// True if it exited 0.
+    pub fn ctr_quiet(&self, namespace: &str, args: &[&str], timeout: Duration) -> bool {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", namespace])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let Ok(mut child) = c.spawn() else {
+            return false;
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
     }
 
     pub fn log(&self) -> String {
