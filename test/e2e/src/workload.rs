@@ -31,6 +31,34 @@ pub struct Workload {
     _guard: ProcessGuard,
 }
 
+/// The processes a workload started (its children and theirs: they stay in its
+/// session) are killed and reaped with it, the test passing or not; only those whose
+/// arguments name the workload's log, so a recycled session id costs nobody else.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let marker = self.log.path().to_string_lossy().into_owned();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let members: Vec<Pid> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<Pid>().ok())
+            .filter(|&pid| {
+                proc::stat(pid).is_some_and(|s| s.session == self.pid)
+                    && proc::cmdline(pid).is_some_and(|a| a.iter().any(|a| a.contains(&marker)))
+            })
+            .collect();
+        // All at once, leader included: its children are then reparented to the test
+        // (a subreaper), which reaps them.
+        for &pid in &members {
+            let _ = proc::signal(pid, libc::SIGKILL);
+        }
+        for &pid in &members {
+            let _ = proc::wait_gone(pid, std::time::Duration::from_secs(5));
+        }
+    }
+}
+
 impl Workload {
     /// Starts `name LOG ARGS...` in `cwd` with stdin, stdout and stderr on
     /// /dev/null, and waits until it has logged `start pid <pid>`. The log
