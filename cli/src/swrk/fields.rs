@@ -88,7 +88,7 @@ pub static FIELDS: &[Field] = &[
     f(17, "work_dir_fd", Honoured, |o| o.work_dir_fd.is_some()),
     f(18, "link_remap", DELETED, |o| yes(o.link_remap)),
     f(19, "veths", Honoured, |o| !o.veths.is_empty()),
-    f(20, "cpu_cap", Engine, |o| o.cpu_cap.is_some()),
+    f(20, "cpu_cap", Honoured, |o| o.cpu_cap.is_some()),
     f(21, "force_irmap", NOTIFY_FS, |o| yes(o.force_irmap)),
     f(22, "exec_cmd", Honoured, |o| !o.exec_cmd.is_empty()),
     f(23, "ext_mnt", Honoured, |o| !o.ext_mnt.is_empty()),

@@ -68,6 +68,7 @@ pub fn restore(
         veths: setup.veths.clone(),
         inherit_fds: setup.inherit_fds.clone(),
         join_ns: setup.join_ns.clone(),
+        cpu_cap: setup.cpu_cap.clone(),
         ..Default::default()
     };
     log::info!(

@@ -80,6 +80,8 @@ pub struct Setup {
     pub external_netns: Vec<(u64, String)>,
     /// `join_ns`: namespaces joined by path at restore.
     pub join_ns: Vec<(String, PathBuf)>,
+    /// `cpu_cap`, as the CLI's `--cpu-cap` value; `None` when not set.
+    pub cpu_cap: Option<String>,
     /// `file_locks`: dump the file locks the tree holds.
     pub file_locks: bool,
     /// `inherit_fd`: key → stasis's own descriptor number.
@@ -228,6 +230,7 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         empty_ns,
         network_lock,
         file_locks: opts.file_locks == Some(true),
+        cpu_cap: opts.cpu_cap.and_then(cpu_cap),
         external_netns,
         join_ns: opts
             .join_ns
@@ -246,6 +249,43 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
 }
 
 use stasis_images::pb::rpc::CriuNetworkLockMethod as pb_lock;
+
+/// CRIU's `cpu_cap` bits (FPU 1, CPU 2, INS 4, and Dragonwell's JVM 16; IMAGE 8 only
+/// asks the dump for `cpuinfo.img`, which stasis always writes) as a `--cpu-cap`
+/// value. All ones is the proto's "not set": the image's default (fpu, plus jvm for an
+/// image with a JVM).
+fn cpu_cap(bits: u32) -> Option<String> {
+    if bits == u32::MAX {
+        return None;
+    }
+    let caps: Vec<&str> = [(1, "fpu"), (2, "cpu"), (4, "ins"), (16, "jvm")]
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if caps.is_empty() {
+        return Some("none".into());
+    }
+    Some(caps.join(","))
+}
+
+#[cfg(test)]
+mod cpu_cap_tests {
+    #[test]
+    fn criu_s_bits_map_onto_cpu_cap_values() {
+        assert_eq!(super::cpu_cap(u32::MAX), None);
+        assert_eq!(super::cpu_cap(0).as_deref(), Some("none"));
+        assert_eq!(super::cpu_cap(1).as_deref(), Some("fpu"));
+        assert_eq!(
+            super::cpu_cap(1 | 4 | 8 | 16).as_deref(),
+            Some("fpu,ins,jvm")
+        );
+        assert_eq!(super::cpu_cap(8).as_deref(), Some("none"));
+        for v in [super::cpu_cap(23), super::cpu_cap(0)] {
+            stasis_cpu::CpuCap::parse(&v.unwrap()).expect("a value --cpu-cap takes");
+        }
+    }
+}
 
 /// The external mounts and veths of `ext_mnt`, `veths` and `external` (`mnt[KEY]:VAL`,
 /// `veth[IN]:OUT`); any other external resource is refused by name.
