@@ -134,6 +134,9 @@ pub(crate) fn seize(hold: &mut Option<FreezerHold>, tid: i32) -> Result<Tracee> 
 /// The cgroup sets of the dumped threads.
 pub(crate) struct Cgroups {
     sets: CgroupSets,
+    /// The roots of the tree's own cgroup namespace, per hierarchy: recorded as each
+    /// member's `cgns_prefix`.
+    pub(crate) cgns_roots: Vec<(String, String)>,
 }
 
 impl Cgroups {
@@ -141,6 +144,7 @@ impl Cgroups {
     pub(crate) fn new() -> Result<Cgroups> {
         Ok(Cgroups {
             sets: CgroupSets::new(stasis_cgroup::hierarchy::own_membership()?),
+            cgns_roots: Vec::new(),
         })
     }
 
@@ -164,7 +168,16 @@ impl Cgroups {
             return Ok(());
         }
         let hier = stasis_cgroup::Hierarchies::of_self()?;
-        let entry = self.sets.image(&RealFs, &hier, freezer.as_ref())?;
+        let mut entry = self.sets.image(&RealFs, &hier, freezer.as_ref())?;
+        for ctl in entry.sets.iter_mut().flat_map(|s| s.ctls.iter_mut()) {
+            if let Some((_, root)) = self.cgns_roots.iter().find(|(n, _)| *n == ctl.name) {
+                let below =
+                    root == "/" || ctl.path == *root || ctl.path.starts_with(&format!("{root}/"));
+                if below {
+                    ctl.cgns_prefix = Some(root.len() as u32);
+                }
+            }
+        }
         dir.write_one(ImageKind::CGROUP, names::CGROUP, &entry)?;
         Ok(())
     }

@@ -513,6 +513,9 @@ fn collect_tree(
     run: &str,
 ) -> Result<DumpReport> {
     let mut cgroups = cgroups::Cgroups::new()?;
+    if own.has("cgroup") {
+        cgroups.cgns_roots = ns::cgroup_ns_roots(opts.pid)?;
+    }
     let mut files = files::FileTable::default();
     files.ghost_limit = opts.ghost_limit;
     files.file_locks = opts.file_locks;

@@ -63,7 +63,7 @@ pub fn of_root(pid: i32) -> Result<OwnNamespaces> {
     for (k, kind) in KINDS.iter().enumerate() {
         own.0[k] = procfs::ns_inode(pid, kind)? != procfs::ns_inode(me, kind)?;
     }
-    for kind in ["user", "cgroup"] {
+    for kind in ["user"] {
         if own.has(kind) {
             return Err(DumpError::Unsupported {
                 pid,
@@ -169,6 +169,36 @@ pub fn dump_uts(pid: i32, dir: &ImageDir, id: u32) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// The roots of `pid`'s cgroup namespace, per hierarchy (`cpu,cpuacct` → `/ct1`): its
+/// cgroups as the host sees them, which must be the namespace's root (the root of a
+/// dump in a cgroup namespace of its own sits at that namespace's root, as a container's
+/// init does).
+pub fn cgroup_ns_roots(pid: i32) -> Result<Vec<(String, String)>> {
+    let host = stasis_cgroup::hierarchy::membership(pid)?;
+    let file = format!("/proc/{pid}/cgroup");
+    let inside = in_namespace(pid, "cgroup", libc::CLONE_NEWCGROUP, || {
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+        stasis_cgroup::hierarchy::parse_membership(&text, &file).map_err(|e| e.to_string())
+    })?;
+    let mut roots = Vec::new();
+    for m in host {
+        match inside.iter().find(|i| i.name == m.name) {
+            Some(i) if i.path == "/" => roots.push((m.name, m.path)),
+            Some(i) => {
+                return Err(DumpError::Unsupported {
+                    pid,
+                    what: format!(
+                        "is in cgroup {} of its cgroup namespace in hierarchy {:?}, not at the namespace's root; not supported yet",
+                        i.path, m.name
+                    ),
+                })
+            }
+            None => {}
+        }
+    }
+    Ok(roots)
 }
 
 /// Writes `timens-<id>.img`: the namespace's CLOCK_MONOTONIC and CLOCK_BOOTTIME now

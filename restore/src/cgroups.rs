@@ -93,6 +93,14 @@ impl Restoring {
         Ok(())
     }
 
+    /// Moves the tree's root (image PID `pid`, host PID `host`) into its cgroups.
+    pub(crate) fn enter_one(&self, pid: i32, host: i32) -> Result<()> {
+        for set in self.sets.iter().filter(|s| s.0 == pid).map(|s| s.1) {
+            self.prepared.enter(set, host)?;
+        }
+        Ok(())
+    }
+
     /// Writes the limits and the other properties, once every task is rebuilt.
     pub(crate) fn apply_properties(&mut self) -> Result<()> {
         Ok(self.prepared.apply_properties()?)

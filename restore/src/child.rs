@@ -171,6 +171,10 @@ fn root_setup(
             _ => return Err("stasis gave up on the namespaces".into()),
         }
     }
+    if tree.ns.cgroup {
+        stasis_sys::ns::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| format!("a new cgroup namespace: {e}"))?;
+    }
     let TaskNode::Alive(root) = tree.root() else {
         return Err("the root is a zombie".into());
     };

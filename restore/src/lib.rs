@@ -206,7 +206,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         path: "pipe".into(),
         source,
     })?;
-    let with_ns = tree.ns.flags != 0;
+    let with_ns = tree.ns.flags != 0 || tree.ns.cgroup;
     let (go_read, mut go_write) = if with_ns {
         let (r, w) = std::io::pipe().map_err(|source| RestoreError::Io {
             path: "pipe".into(),
@@ -267,8 +267,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let mut hosts = Hosts::identity();
     let built = (|| {
         if let Some(go) = go_write.as_mut() {
-            reports.wait_for(&[1], "N")?;
+            reports.wait_for(&[root], "N")?;
             ns::setup_network(&tree.ns, &dir, root_host, &opts.veths)?;
+            // The root's cgroups, before it unshares its cgroup namespace: they are the
+            // namespace's root.
+            if tree.ns.cgroup {
+                cgroups.enter_one(root, root_host)?;
+            }
             let stage = RestoreStage::NamespacesReady { pid: root_host };
             opts.hook
                 .call(stage)

@@ -40,6 +40,8 @@ pub struct NsPlan {
     /// The root's network namespace was the caller's (`--external net[...]:KEY`): it
     /// joins the one given for KEY (`--inherit-fd fd[N]:KEY`) instead of a new one.
     pub net_ext_key: Option<String>,
+    /// The root had a cgroup namespace of its own (rooted at its cgroups).
+    pub cgroup: bool,
     /// The clocks of a time namespace of the root's own, at dump.
     pub time: Option<pb::TimensEntry>,
     /// Namespaces to join by path instead of creating (`--join-ns NS:PATH`).
@@ -83,7 +85,13 @@ pub fn read(
                 // it), not by a clone flag.
                 continue;
             }
-            "user" | "cgroup" => {
+            "cgroup" => {
+                // Unshared by the root once stasis has put it into its cgroups, so that
+                // they are the new namespace's root.
+                plan.cgroup = true;
+                continue;
+            }
+            "user" => {
                 return Err(RestoreError::Unsupported(format!(
                     "the image's root has a {kind} namespace of its own"
                 )))
