@@ -177,14 +177,6 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         return Ok(RestoreOutcome::CheckedOnly);
     }
     let root = tree.root().pid();
-    // Every file object of the tree, created once and parked above every image fd number,
-    // so that the processes that share one inherit it (see `fds::create_all`).
-    let TaskNode::Alive(_) = tree.root() else {
-        return Err(RestoreError::BadImage {
-            file: names::PSTREE.into(),
-            what: "the root is a zombie".into(),
-        });
-    };
     // Perf-data files another JVM removed since the dump; removed again if this fails.
     let mut perf_files = CreatedFiles(preflight::recreate_perf_data(&tree, &dir)?);
     let floor = child::tree_high_fd(&tree) + 2;
@@ -315,11 +307,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     })();
     drop(go_write);
     if let Err(e) = built {
-        // Kill the half-built tree (killing a task releases it from ptrace) and reap it;
-        // in its own pid namespace, killing its init kills it all.
+        // Kill the half-built tree (killing a task releases it from ptrace) and reap it.
+        // In its own pid namespace, killing its init kills it all (the image's PIDs are
+        // not host PIDs there); else every task has its image PID.
         let _ = process::kill(root_host, libc::SIGKILL);
-        for t in &tree.tasks {
-            let _ = process::kill(hosts.get(t.pid()), libc::SIGKILL);
+        if tree.ns.flags & libc::CLONE_NEWPID == 0 {
+            for t in &tree.tasks {
+                let _ = process::kill(t.pid(), libc::SIGKILL);
+            }
         }
         reap_orphans(Duration::from_secs(2));
         return Err(e);

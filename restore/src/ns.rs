@@ -590,18 +590,15 @@ pub fn host_pids(root_host: i32) -> Result<HashMap<i32, i32>> {
 
 /// The PID of host task `tid` in its innermost pid namespace.
 pub fn inner_pid(pid: i32, tid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))?
-        .split_whitespace()
-        .last()?
-        .parse()
-        .ok()
+    stasis_checkpoint::ns::nspid(pid, tid).ok()?.last().copied()
 }
 
-/// The host TID of the thread with TID `inner` (in its namespace) in host process `pid`.
+/// The host TID of the thread with TID `inner` (in its namespace) in host process `pid`:
+/// the same number outside a pid namespace of the tree's own, else found by NSpid.
 pub fn host_tid(pid: i32, inner: i32) -> Option<i32> {
+    if inner_pid(pid, inner) == Some(inner) {
+        return Some(inner);
+    }
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     tasks
         .flatten()
