@@ -15,11 +15,14 @@ use crate::workload_bin;
 /// The busybox binary the root filesystems are built from (Debian's busybox-static).
 pub const BUSYBOX: &str = "/bin/busybox";
 
-/// Builds a minimal root filesystem at `root`: busybox and its applets in /bin, the
-/// directories a container needs, and the workloads `programs` (statically linked)
-/// in /bin under their names without `_static`.
+/// Builds a minimal root filesystem at `root`: busybox and every applet in /bin, the
+/// directories a container needs, root in /etc/passwd and /etc/group, and the
+/// workloads `programs` (statically linked) in /bin under their names without
+/// `_static`.
 pub fn busybox_rootfs(root: &Path, programs: &[&str]) {
-    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "data", "root"] {
+    for d in [
+        "bin", "proc", "sys", "dev", "tmp", "etc", "data", "root", "run",
+    ] {
         std::fs::create_dir_all(root.join(d))
             .unwrap_or_else(|e| panic!("mkdir {}: {e}", root.join(d).display()));
     }
@@ -28,9 +31,19 @@ pub fn busybox_rootfs(root: &Path, programs: &[&str]) {
         "{BUSYBOX} is missing: apt-get install -y busybox-static"
     );
     std::fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
-    for applet in ["sh", "ls", "cat", "echo", "sleep", "hostname"] {
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    assert!(list.status.success(), "busybox --list: {list:?}");
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
     }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
     for p in programs {
         let name = p.trim_end_matches("_static");
         std::fs::copy(workload_bin(p), root.join("bin").join(name))

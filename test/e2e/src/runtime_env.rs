@@ -53,30 +53,15 @@ pub fn cmd(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
     run(c, Duration::from_secs(120))
 }
 
-/// Makes a busybox root filesystem at `root` (/bin/busybox and its applets, /data).
-pub fn busybox_rootfs(root: &Path) {
-    for d in [
-        "bin", "proc", "sys", "dev", "tmp", "etc", "data", "root", "run",
-    ] {
-        std::fs::create_dir_all(root.join(d)).expect("create rootfs dirs");
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy /bin/busybox");
-    let list = cmd("/bin/busybox", &["--list"]);
-    list.assert_success();
-    for applet in list
-        .stdout
-        .lines()
-        .filter(|a| !a.is_empty() && *a != "busybox")
-    {
-        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-}
-
 /// A runc bundle at `bundle` whose process runs `COUNTER_LOOP` without a terminal.
 pub fn runc_bundle(bundle: &Path) {
-    busybox_rootfs(&bundle.join("rootfs"));
+    runc_bundle_running(bundle, COUNTER_LOOP);
+}
+
+/// A runc bundle at `bundle` (busybox root filesystem, `runc spec`) whose process runs
+/// the shell `script` without a terminal, on a writable root.
+pub fn runc_bundle_running(bundle: &Path, script: &str) {
+    crate::container::busybox_rootfs(&bundle.join("rootfs"), &[]);
     let mut spec = Command::new("runc");
     spec.args(["spec", "--bundle"]).arg(bundle);
     run(spec, Duration::from_secs(30)).assert_success();
@@ -84,7 +69,7 @@ pub fn runc_bundle(bundle: &Path) {
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     v["process"]["terminal"] = false.into();
-    v["process"]["args"] = serde_json::json!(["sh", "-c", COUNTER_LOOP]);
+    v["process"]["args"] = serde_json::json!(["sh", "-c", script]);
     v["root"]["readonly"] = false.into();
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -111,6 +96,23 @@ pub fn wait_counter_above(path: &Path, above: u64, timeout: Duration) -> u64 {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// How long a container's counter may take to move.
+pub const COUNT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After a restore whose checkpoint saw the counter at `path` between `low` and `high`:
+/// waits for the first value the restored workload writes (the restored rootfs holds
+/// the value at the checkpoint; the next one comes from its memory) and for one more,
+/// and asserts that the first goes on from the checkpoint (`what` names the flow).
+/// Returns both.
+pub fn assert_counts_on(path: &Path, low: u64, high: u64, what: &str) -> (u64, u64) {
+    let first = wait_counter_change(path, read_counter(path), COUNT_TIMEOUT);
+    assert!(
+        first > low && first <= high + 10,
+        "{what}: {low}..={high} at the checkpoint, then {first}: not counting on from it"
+    );
+    (first, wait_counter_above(path, first, COUNT_TIMEOUT))
 }
 
 /// Waits until the counter at `path` holds a value other than `from`; returns it. After a

@@ -424,26 +424,17 @@ impl Drop for Runc {
     }
 }
 
-/// A busybox bundle whose container counts on stdout and in /data/ticks.
+/// A busybox bundle whose container (host name runc-ct) counts on stdout and in
+/// /data/ticks, with a file on its /dev/shm.
 fn runc_bundle(at: &Path) {
-    busybox_rootfs(&at.join("rootfs"), &[]);
-    let out = std::process::Command::new("runc")
-        .current_dir(at)
-        .arg("spec")
-        .output()
-        .expect("runc spec (apt-get install -y runc)");
-    assert!(out.status.success(), "runc spec: {out:?}");
+    stasis_e2e::runtime_env::runc_bundle_running(
+        at,
+        "echo kept-in-shm > /dev/shm/marker; i=0; while true; do i=$((i+1)); echo \"tick $i ok\" >> /data/ticks; echo \"tick $i\"; sleep 0.1; done",
+    );
     let path = at.join("config.json");
     let mut spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    spec["process"]["terminal"] = false.into();
-    spec["root"]["readonly"] = false.into();
     spec["hostname"] = "runc-ct".into();
-    spec["process"]["args"] = serde_json::json!([
-        "sh",
-        "-c",
-        "echo kept-in-shm > /dev/shm/marker; i=0; while true; do i=$((i+1)); echo \"tick $i ok\" >> /data/ticks; echo \"tick $i\"; sleep 0.1; done"
-    ]);
     std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
 }
 

@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use stasis_e2e::run::run;
 use stasis_e2e::runtime_env::{
-    busybox_rootfs, ctr_image_media_types, image_archive, read_counter, release_bin, runc_bundle,
+    assert_counts_on, ctr_image_media_types, image_archive, read_counter, release_bin, runc_bundle,
     wait_counter_above, wait_counter_change, Containerd, Dockerd, Podman, COUNTER_LOOP,
-    CRIU_TAR_MEDIA_TYPE, IMAGE,
+    COUNT_TIMEOUT, CRIU_TAR_MEDIA_TYPE, IMAGE,
 };
-use stasis_e2e::{Output, ScratchDir};
 
-const COUNT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A busybox root filesystem (no workload programs of ours).
+fn busybox_rootfs(root: &std::path::Path) {
+    stasis_e2e::container::busybox_rootfs(root, &[]);
+}
+use stasis_e2e::{Output, ScratchDir};
 
 /// `stasis-runc --root ROOT ARGS` in `bundle`.
 fn stasis_runc(root: &Path, bundle: &Path, args: &[&str]) -> Output {
@@ -494,14 +497,7 @@ fn ctr_task_checkpoint_then_container_checkpoint_and_restore_continue_the_counte
     );
     let pid = task_pid(&ctd, ns, "k1");
     let counter = PathBuf::from(format!("/proc/{pid}/root/data/counter"));
-    // The restored rw layer holds the value at the checkpoint; the next one is written by
-    // the restored shell, from its memory.
-    let first = wait_counter_change(&counter, read_counter(&counter), COUNT_TIMEOUT);
-    assert!(
-        first > before && first <= last + 10,
-        "the restored container counts {first}: not on from the checkpoint ({before}..={last})"
-    );
-    let after = wait_counter_above(&counter, first, COUNT_TIMEOUT);
+    let (first, after) = assert_counts_on(&counter, before, last, "ctr c restore");
     eprintln!(
         "ctr: counter {before}..={last} at the container checkpoint, {first} then {after} after restore"
     );
@@ -605,14 +601,7 @@ fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_impor
     podman_ok(&["container", "restore", "p1"], "p1");
     let c = counter_of("p1");
     assert_seccomp_filtered(&c);
-    // The restored rootfs holds the value at the checkpoint; the next one is written by the
-    // restored shell, from its memory.
-    let first = wait_counter_change(&c, read_counter(&c), COUNT_TIMEOUT);
-    assert!(
-        first > before && first <= before + 10,
-        "restored in place: {before} before the checkpoint, then {first}"
-    );
-    let after = wait_counter_above(&c, first, COUNT_TIMEOUT);
+    let (first, after) = assert_counts_on(&c, before, before, "podman restore in place");
     eprintln!(
         "podman in place: counter {before} before checkpoint, {first} then {after} after restore"
     );
@@ -643,12 +632,7 @@ fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_impor
     );
     let c = counter_of("p2");
     assert_seccomp_filtered(&c);
-    let first = wait_counter_change(&c, read_counter(&c), COUNT_TIMEOUT);
-    assert!(
-        first > before && first <= before + 10,
-        "imported as p2: {before} before the checkpoint, then {first}"
-    );
-    let after = wait_counter_above(&c, first, COUNT_TIMEOUT);
+    let (first, after) = assert_counts_on(&c, before, before, "podman restore --import as p2");
     eprintln!(
         "podman export/import: counter {before} before checkpoint, {first} then {after} in p2"
     );
@@ -713,14 +697,7 @@ fn docker_with_the_stasis_runtime_checkpoints_and_starts_from_the_checkpoint() {
     assert!(start.success(), "{start}\n{}", shim_logs(&ctd, "moby", &id));
     let c = counter_of();
     assert_seccomp_filtered(&c);
-    // The container's rootfs holds the value at the checkpoint; the next one is written by
-    // the restored shell, from its memory.
-    let first = wait_counter_change(&c, read_counter(&c), COUNT_TIMEOUT);
-    assert!(
-        first > before && first <= before + 10,
-        "docker start --checkpoint: {before} before the checkpoint, then {first}"
-    );
-    let after = wait_counter_above(&c, first, COUNT_TIMEOUT);
+    let (first, after) = assert_counts_on(&c, before, before, "docker start --checkpoint");
     eprintln!(
         "docker: counter {before} before checkpoint, {first} then {after} after start --checkpoint"
     );
