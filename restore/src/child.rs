@@ -74,6 +74,16 @@ pub fn run(
     let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
     match process::dup_at_least(report_fd, top + 1) {
         Ok(tmp) => {
+            // The report pipe's number must be free: a kept descriptor there would be
+            // lost (stasis places them all above it).
+            if keep.contains(&report_at) {
+                report(
+                    tmp,
+                    pid,
+                    &format!("Edescriptor {report_at} is both kept and the report pipe's"),
+                );
+                process::exit_now(3);
+            }
             keep.push(tmp);
             if process::close_all_except(&keep).is_err()
                 || process::dup3(tmp, report_at, 0).is_err()

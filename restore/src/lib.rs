@@ -180,6 +180,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     // Perf-data files another JVM removed since the dump; removed again if this fails.
     let mut perf_files = CreatedFiles(preflight::recreate_perf_data(&tree, &dir)?);
     let floor = child::tree_high_fd(&tree) + 2;
+    log::debug!(
+        "the tasks' own descriptors: pages at {}, reports at {}, stasis's from {floor}",
+        floor - 2,
+        floor - 1
+    );
     let (shmem, shmem_fds) = shared_objects(&tree, &dir, floor)?;
     // The images directory, by descriptor: the tasks open their pages through it, even
     // after the root's pivot_root.
@@ -187,6 +192,23 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         std::os::fd::AsFd::as_fd(&ns::open_images(&opts.images_dir)?),
         floor,
     )?);
+    // The child puts its pages at the tree's highest number and its report pipe just
+    // above, over whatever was there: everything the root keeps of stasis's descriptors
+    // (the images, the parked objects, the go pipe, the inherited files) sits at
+    // `floor` or above. The inherited ones are copies; stasis keeps its originals.
+    let inherited_fds: Vec<(String, std::os::fd::OwnedFd)> = opts
+        .inherit_fds
+        .iter()
+        .map(|(key, fd)| {
+            stasis_sys::fd::dup_number(*fd, floor)
+                .map(|copy| (key.clone(), copy))
+                .map_err(|e| RestoreError::Unsupported(format!("--inherit-fd fd[{fd}]:{key}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let inherited: Vec<(String, i32)> = inherited_fds
+        .iter()
+        .map(|(key, fd)| (key.clone(), fd.as_raw_fd()))
+        .collect();
     let mut keep: Vec<i32> = shmem.values().copied().collect();
     keep.push(images.as_raw_fd());
     // Orphans of a failed restore are reparented to stasis, which reaps them.
@@ -204,10 +226,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             path: "pipe".into(),
             source,
         })?;
-        (
-            Some(std::fs::File::from(std::os::fd::OwnedFd::from(r))),
-            Some(w),
-        )
+        let r = stasis_sys::fdops::dup_above(std::os::fd::AsFd::as_fd(&r), floor)?;
+        (Some(std::fs::File::from(r)), Some(w))
     } else {
         (None, None)
     };
@@ -230,7 +250,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 dir: &opts.images_dir,
                 mounts: &mount_opts,
                 go: go_read,
-                inherited: &opts.inherit_fds,
+                inherited: &inherited,
             };
             child::run(
                 &tree,
@@ -253,6 +273,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     drop(go_read);
     // The parked objects live on in the tree; stasis's copies go.
     drop(shmem_fds);
+    drop(inherited_fds);
     let forking_us = fork_at.elapsed().as_micros() as u32;
     let own_child = !opts.restore_sibling;
     let mut reports = Reports::new(reports);

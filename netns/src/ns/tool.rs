@@ -246,11 +246,24 @@ fn read_limited(pipe: impl Read, limit: usize) -> std::io::Result<(Vec<u8>, bool
     Ok((buf, over))
 }
 
+/// The command line for messages. A long or multi-line argument (a generated script)
+/// is shown by its first line and its size: the step already says what it does.
 fn describe(cmd: &Command) -> String {
+    const LONGEST: usize = 120;
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
+        let a = a.to_string_lossy();
         s.push(' ');
-        s.push_str(&a.to_string_lossy());
+        let first = a.lines().next().unwrap_or("");
+        if a.len() <= LONGEST && first.len() == a.len() {
+            s.push_str(&a);
+        } else {
+            let cut = (0..=first.len().min(LONGEST))
+                .rev()
+                .find(|&i| first.is_char_boundary(i))
+                .unwrap_or(0);
+            s.push_str(&format!("{}… ({} bytes)", &first[..cut], a.len()));
+        }
     }
     s
 }
@@ -258,6 +271,21 @@ fn describe(cmd: &Command) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_script_is_described_by_its_first_line_and_size() {
+        let script = format!("w() {{ true; }}\n{}", "w a b\n".repeat(100));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(&script);
+        let d = describe(&cmd);
+        assert_eq!(
+            d,
+            format!("sh -c w() {{ true; }}… ({} bytes)", script.len())
+        );
+        let mut short = Command::new("ip");
+        short.args(["link", "show"]);
+        assert_eq!(describe(&short), "ip link show");
+    }
 
     #[test]
     fn output_above_the_limit_is_an_error_not_a_truncation() {

@@ -37,13 +37,43 @@ pub fn dump_command(images: &Path, pid: Pid, extra: &[&str]) -> Command {
     cmd
 }
 
-/// `stasis restore -D IMAGES -d -o restore.log -v4 EXTRA...`.
-pub fn restore(images: &Path, extra: &[&str]) -> Output {
+/// The arguments of `stasis restore -D IMAGES -d -o restore.log -v4 EXTRA...`.
+pub fn restore_args(images: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["restore".to_string(), "-D".into()];
     args.push(images.to_string_lossy().into_owned());
     args.extend(["-d", "-o", "restore.log", "-v4"].map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
-    with_log(stasis(&args), &images.join("restore.log"))
+    args
+}
+
+/// `stasis restore -D IMAGES -d -o restore.log -v4 EXTRA...`.
+pub fn restore(images: &Path, extra: &[&str]) -> Output {
+    with_log(
+        stasis(restore_args(images, extra)),
+        &images.join("restore.log"),
+    )
+}
+
+/// [`restore`], with stasis started holding stdio and exactly `held` more descriptors
+/// (3 up to `3 + held - 1`, on /dev/null), whatever the test process itself holds: so
+/// the numbers stasis's own descriptors get are known, as under a runtime or a CI
+/// runner that leaves some open.
+pub fn restore_holding(images: &Path, held: usize, extra: &[&str]) -> Output {
+    let script = format!(
+        "for f in /proc/$$/fd/*; do n=${{f##*/}}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\"; done; \
+         for ((i = 3; i < {}; i++)); do eval \"exec $i</dev/null\"; done; exec \"$@\"",
+        3 + held
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .arg("bash")
+        .arg(stasis_bin())
+        .args(restore_args(images, extra));
+    with_log(
+        crate::run::run(cmd, crate::COMMAND_TIMEOUT),
+        &images.join("restore.log"),
+    )
 }
 
 /// Attaches the end of stasis's log file `log` to `out`'s notes.

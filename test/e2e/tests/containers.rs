@@ -210,6 +210,57 @@ fn a_container_init_comes_back_as_pid_1_of_new_namespaces_with_hostname_tmpfs_sh
     }
 }
 
+/// Where stasis's own descriptors land depends on what its caller left open (a runtime,
+/// a CI runner): the container's init must come back whatever they are. The init holds
+/// descriptors 0 to 10, so its tree uses 11 and 12 for itself while it is rebuilt. It is
+/// restored nine times in a row, stasis holding 0 to 8 more descriptors each time, so
+/// the pipes stasis talks to the init through sweep across those numbers (one of them
+/// once landed on the init's report pipe, and the init died waiting for its
+/// namespaces).
+#[test]
+fn a_container_comes_back_whatever_descriptors_stasis_is_started_with() {
+    let dir = ScratchDir::new("container-fds");
+    let rootfs = dir.subdir("rootfs");
+    busybox_rootfs(&rootfs, &["nsworker_static"]);
+    let mut c = Container::start(&rootfs, HOSTNAME, &["/bin/nsworker", HOSTNAME, "10"]);
+    let t = wait_ticks(&rootfs, 3, Duration::from_secs(10));
+    assert!(t.iter().all(|(_, s)| s == "ok"), "before the dump: {t:?}");
+    for held in 0..9 {
+        let images = dir.subdir(&format!("images-{held}"));
+        dump(&images, c.pid, &["--ext-mount-map", "/dev/null:devnull"]).assert_success();
+        c.assert_gone(Duration::from_secs(10));
+        let at_dump = ticks(&rootfs);
+        let pidfile = dir.join(format!("pid-{held}"));
+        stasis_e2e::cr::restore_holding(
+            &images,
+            held,
+            &[
+                "--root",
+                rootfs.to_str().unwrap(),
+                "--ext-mount-map",
+                "devnull:/dev/null",
+                "--pidfile",
+                pidfile.to_str().unwrap(),
+            ],
+        )
+        .assert_success();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pidfile")
+            .trim()
+            .parse()
+            .expect("pid in the pidfile");
+        c.restored_as(pid);
+        let after = wait_ticks(&rootfs, at_dump.len() + 1, Duration::from_secs(10));
+        assert_eq!(
+            after[at_dump.len()].0,
+            at_dump.last().expect("ticks before the dump").0 + 1,
+            "restore {held}: the first tick follows the last before the dump"
+        );
+        let bad: Vec<_> = after.iter().filter(|(_, s)| s != "ok").collect();
+        assert!(bad.is_empty(), "restore {held}: the workload found {bad:?}");
+    }
+}
+
 #[test]
 fn restoring_a_container_without_its_root_or_an_external_mount_fails_by_name_and_leaves_nothing() {
     let dir = ScratchDir::new("container-refused");

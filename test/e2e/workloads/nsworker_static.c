@@ -7,7 +7,8 @@
  *    attached; each tick changes one byte of it and of a private model copy, and the
  *    two must stay equal;
  *  - a file on its tmpfs /tmp, written once at start;
- *  - its host name and its PID (1).
+ *  - its host name and its PID (1);
+ *  - with a second argument N, the ticks file held at every descriptor up to N.
  *
  * Each tick appends "tick N ok" or "tick N BAD <what>". Linked statically: the
  * container's root has no shared libraries. */
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +63,15 @@ int main(int argc, char **argv) {
 	if (fd < 0 || write(fd, NOTE, strlen(NOTE)) != (ssize_t)strlen(NOTE))
 		return 13;
 	close(fd);
+	/* Optionally, hold the ticks file at every number up to argv[2] too: a tree that
+	 * uses many descriptor numbers. Each tick checks they all still name that file. */
+	int hold = argc > 2 ? atoi(argv[2]) : -1;
+	struct stat ticks_st;
+	if (fstat(log, &ticks_st) < 0)
+		return 15;
+	for (int h = log + 1; h <= hold; h++)
+		if (dup2(log, h) != h)
+			return 16;
 
 	for (unsigned long n = 1;; n++) {
 		size_t at = (n * 4099) % SHM_SIZE;
@@ -76,6 +87,11 @@ int main(int argc, char **argv) {
 			bad = "tmpfs";
 		else if (strcmp(host, want_host) != 0)
 			bad = "hostname";
+		for (int h = log + 1; !bad && h <= hold; h++) {
+			struct stat st;
+			if (fstat(h, &st) < 0 || st.st_ino != ticks_st.st_ino || st.st_dev != ticks_st.st_dev)
+				bad = "held descriptor";
+		}
 		char line[128];
 		int len = snprintf(line, sizeof(line), "tick %lu %s%s\n", n, bad ? "BAD " : "ok", bad ? bad : "");
 		if (write(log, line, len) != len)
