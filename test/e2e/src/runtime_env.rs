@@ -1,7 +1,8 @@
-//! What the runtime tests (tests/runtimes.rs) need around real container tools: a busybox
-//! root filesystem with a counting workload, a runc bundle, an OCI/docker image archive
-//! built from the rootfs (no registry), and containerd and dockerd daemons started in a
-//! private directory and stopped when the test ends.
+//! What the runtime tests (tests/runtimes.rs, tests/runtimes_criu.rs) need around real
+//! container tools: a busybox root filesystem with a counting workload, a runc bundle, an
+//! OCI/docker image archive built from the rootfs (no registry), containerd and dockerd
+//! daemons started in a private directory and stopped when the test ends, podman with
+//! private storage, and a directory holding stasis as `criu` for a runtime's PATH.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,20 @@ pub fn release_bin(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// `<dir>/criu-bin`, holding `criu`: a symlink to the stasis under test. First in a
+/// runtime's PATH, it is the `criu` runc, podman and containerd's runc shim find.
+pub fn stasis_as_criu(dir: &Path) -> PathBuf {
+    let bin = dir.join("criu-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link = bin.join("criu");
+    if std::fs::read_link(&link).ok().as_deref() != Some(stasis_bin().as_path()) {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(stasis_bin(), &link)
+            .unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+    }
+    bin
 }
 
 /// `PATH` with `dirs` first.
@@ -135,9 +150,9 @@ pub fn wait_counter_change(path: &Path, from: Option<u64>, timeout: Duration) ->
     }
 }
 
-/// The media types of the manifests in the index of image `name` (`ctr images ls`, then
-/// `ctr content get` of its digest).
-pub fn ctr_image_media_types(ctd: &Containerd, namespace: &str, name: &str) -> Vec<String> {
+/// The manifests in the index of image `name` (`ctr images ls`, then `ctr content get`
+/// of its digest), as (media type, digest).
+pub fn ctr_image_manifests(ctd: &Containerd, namespace: &str, name: &str) -> Vec<(String, String)> {
     let ls = ctd.ctr(namespace, &["images", "ls"]);
     ls.assert_success();
     let digest = ls
@@ -155,10 +170,23 @@ pub fn ctr_image_media_types(ctd: &Containerd, namespace: &str, name: &str) -> V
         .as_array()
         .map(|m| {
             m.iter()
-                .filter_map(|d| d["mediaType"].as_str().map(str::to_string))
+                .filter_map(|d| {
+                    Some((
+                        d["mediaType"].as_str()?.to_string(),
+                        d["digest"].as_str()?.to_string(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The media types of the manifests in the index of image `name`.
+pub fn ctr_image_media_types(ctd: &Containerd, namespace: &str, name: &str) -> Vec<String> {
+    ctr_image_manifests(ctd, namespace, name)
+        .into_iter()
+        .map(|(media_type, _)| media_type)
+        .collect()
 }
 
 /// The media type of the CRIU image tar in a containerd checkpoint index.
@@ -297,7 +325,8 @@ impl Drop for Daemon {
 }
 
 /// containerd with its root, state and sockets under `dir`, and this workspace's release
-/// directory first in its PATH (where containerd finds `containerd-shim-stasis-v2`).
+/// directory first in its PATH (where containerd finds `containerd-shim-stasis-v2`), or
+/// other directories (shims and the runc they run inherit containerd's PATH).
 pub struct Containerd {
     pub dir: PathBuf,
     pub socket: PathBuf,
@@ -306,6 +335,11 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start(dir: &Path) -> Containerd {
+        Containerd::start_with_path_first(dir, &[&release_dir()])
+    }
+
+    /// containerd with `first` (instead of the release directory) first in its PATH.
+    pub fn start_with_path_first(dir: &Path, first: &[&Path]) -> Containerd {
         std::fs::create_dir_all(dir).unwrap();
         let socket = dir.join("containerd.sock");
         let config = format!(
@@ -320,7 +354,7 @@ impl Containerd {
         let mut c = Command::new("containerd");
         c.arg("--config")
             .arg(dir.join("config.toml"))
-            .env("PATH", path_with(&[&release_dir()]));
+            .env("PATH", path_with(first));
         let daemon = Daemon::spawn(
             "containerd",
             c,
@@ -381,11 +415,22 @@ impl Containerd {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
+
+    /// The file of content `digest` (`sha256:HEX`) in containerd's content store.
+    pub fn blob(&self, digest: &str) -> PathBuf {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .unwrap_or_else(|| panic!("{digest}: not a sha256 digest"));
+        self.dir
+            .join("root/io.containerd.content.v1.content/blobs/sha256")
+            .join(hex)
+    }
 }
 
 /// dockerd (experimental, for `docker checkpoint`) on a given containerd, with the
 /// runtime `stasis` = this workspace's stasis-runc, everything under `dir`.
 pub struct Dockerd {
+    pub dir: PathBuf,
     pub socket: PathBuf,
     _daemon: Daemon,
 }
@@ -396,6 +441,11 @@ pub const DOCKER_CLI: &str = "/usr/bin/docker";
 
 impl Dockerd {
     pub fn start(dir: &Path, containerd: &Containerd) -> Dockerd {
+        Dockerd::start_with_path_first(dir, containerd, &[&release_dir()])
+    }
+
+    /// dockerd with `first` (instead of the release directory) first in its PATH.
+    pub fn start_with_path_first(dir: &Path, containerd: &Containerd, first: &[&Path]) -> Dockerd {
         std::fs::create_dir_all(dir).unwrap();
         let socket = dir.join("docker.sock");
         let mut c = Command::new("dockerd");
@@ -426,7 +476,7 @@ impl Dockerd {
             .args(["--default-ulimit", "nofile=1024:1024"])
             .arg("--add-runtime")
             .arg(format!("stasis={}", release_bin("stasis-runc").display()))
-            .env("PATH", path_with(&[&release_dir()]));
+            .env("PATH", path_with(first));
         let daemon = Daemon::spawn(
             "dockerd",
             c,
@@ -434,6 +484,7 @@ impl Dockerd {
             &dir.display().to_string(),
         );
         let d = Dockerd {
+            dir: dir.to_path_buf(),
             socket,
             _daemon: daemon,
         };
@@ -450,18 +501,27 @@ impl Dockerd {
     }
 }
 
-/// podman with private storage under `dir`, `stasis-runc` as its runtime, and stasis as
-/// the `criu` it probes.
+/// podman with private storage under `dir`, `stasis-runc` or its default runtime (runc),
+/// and stasis as the `criu` in its PATH (the one it probes and runc runs).
 pub struct Podman {
-    dir: PathBuf,
+    pub dir: PathBuf,
     bin: PathBuf,
+    runtime: Option<PathBuf>,
 }
 
 impl Podman {
+    /// podman running containers with `--runtime stasis-runc`.
     pub fn new(dir: &Path) -> Podman {
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let _ = std::os::unix::fs::symlink(stasis_bin(), bin.join("criu"));
+        Podman::with_runtime(dir, Some(release_bin("stasis-runc")))
+    }
+
+    /// podman with its default runtime: no `--runtime`.
+    pub fn with_default_runtime(dir: &Path) -> Podman {
+        Podman::with_runtime(dir, None)
+    }
+
+    fn with_runtime(dir: &Path, runtime: Option<PathBuf>) -> Podman {
+        let bin = stasis_as_criu(dir);
         std::fs::write(
             dir.join("containers.conf"),
             "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
@@ -479,7 +539,17 @@ impl Podman {
         Podman {
             dir: dir.to_path_buf(),
             bin,
+            runtime,
         }
+    }
+
+    /// The directory podman keeps container `id`'s runtime files in (runc's bundle, and
+    /// the checkpoint's images and logs).
+    pub fn userdata(&self, id: &str) -> PathBuf {
+        self.dir
+            .join("storage/overlay-containers")
+            .join(id)
+            .join("userdata")
     }
 
     pub fn podman(&self, args: &[&str]) -> Output {
@@ -493,10 +563,11 @@ impl Podman {
             .arg(self.dir.join("run"))
             .arg("--tmpdir")
             .arg(self.dir.join("tmp"))
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .arg("--runtime")
-            .arg(release_bin("stasis-runc"))
-            .args(args);
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        if let Some(runtime) = &self.runtime {
+            c.arg("--runtime").arg(runtime);
+        }
+        c.args(args);
         run(c, Duration::from_secs(180))
     }
 }
