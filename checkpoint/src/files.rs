@@ -75,6 +75,8 @@ pub struct SideImages {
     pub locks_seen: HashSet<LockKey>,
     /// `tcp-stream-<ino>.img` of the established TCP connections.
     pub inet: fds::inet::Streams,
+    /// `tty-info.img`: the terminals behind pty slave descriptors.
+    pub ttys: fds::tty::Ttys,
 }
 
 impl FileTable {
@@ -228,6 +230,9 @@ impl FileTable {
             dir.write(ImageKind::FILE_LOCKS, names::FILE_LOCKS, &s.locks)?;
         }
         fds::inet::write_images(dir, &s.inet)?;
+        if !s.ttys.infos.is_empty() {
+            dir.write(ImageKind::TTY_INFO, names::TTY_INFO, &s.ttys.infos)?;
+        }
         Ok(())
     }
 }
@@ -239,10 +244,12 @@ fn is_tty(meta: &std::fs::Metadata) -> bool {
 }
 
 /// Collects the fd table of `pid` into `table`, returning the `fdinfo` entries.
+/// `external_tty`: a terminal whose other end is not dumped may be (`--shell-job`, or
+/// the RPC's `orphan_pts_master`).
 pub fn collect_fds(
     pid: i32,
     table: &mut FileTable,
-    shell_job: bool,
+    external_tty: bool,
 ) -> Result<Vec<pb::FdinfoEntry>> {
     let pidfd = stasis_sys::fdops::pidfd_open(pid)?;
     let mut out = Vec::new();
@@ -261,7 +268,7 @@ pub fn collect_fds(
             Some(found) => found,
             None => {
                 let id = table.new_id();
-                let ty = dump_object(table, &f, id, shell_job)?;
+                let ty = dump_object(table, &f, id, external_tty)?;
                 table.remember(pid, fd, &f.meta, id, ty);
                 (id, ty)
             }
@@ -284,9 +291,10 @@ fn dump_object(
     table: &mut FileTable,
     f: &OpenFd<'_>,
     id: u32,
-    shell_job: bool,
+    external_tty: bool,
 ) -> Result<pb::FdTypes> {
     match fds::classify(&f.link, &f.meta) {
+        FdKind::Reg if fds::tty::is_pts(&f.meta) => fds::tty::dump_pts(table, f, id, external_tty),
         FdKind::Reg => {
             if f.link.ends_with(" (deleted)") {
                 return Err(f.unsupported(
@@ -294,7 +302,7 @@ fn dump_object(
                 ));
             }
             let ft = f.meta.file_type();
-            if ft.is_char_device() && is_tty(&f.meta) && !shell_job {
+            if ft.is_char_device() && is_tty(&f.meta) && !external_tty {
                 return Err(DumpError::Unsupported {
                     pid: f.pid,
                     what: format!(

@@ -79,6 +79,9 @@ pub struct DumpOptions {
     pub leave_running: bool,
     /// The task belongs to a shell job: its terminal and session are external.
     pub shell_job: bool,
+    /// A pty slave whose master is not in the tree (a container's console) may be
+    /// dumped: the restore makes a new master for it (CRIU's RPC `orphan_pts_master`).
+    pub orphan_pts_master: bool,
     /// Dump established TCP connections (CRIU's `--tcp-established`); without it they
     /// are refused.
     pub tcp_established: bool,
@@ -592,6 +595,7 @@ fn collect_tree(
             });
         }
     }
+    files.side.ttys.map_leaders(|host| pids.virt_leader(host));
     files.write_images(dir)?;
     dir.write_one(
         ImageKind::SECCOMP,
@@ -715,7 +719,7 @@ fn collect_one(
     }
     check_interrupt()?;
 
-    let fdinfo = files::collect_fds(pid, files, opts.shell_job)?;
+    let fdinfo = files::collect_fds(pid, files, opts.shell_job || opts.orphan_pts_master)?;
     let fs = files::collect_fs(pid, files, status.umask)?;
     let exe = procfs::link(pid, "exe")?;
     let exe_meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok();

@@ -141,6 +141,10 @@ pub struct Stat {
     pub state: char,
     pub pgid: i32,
     pub sid: i32,
+    /// The controlling terminal (the kernel's device encoding; 0 for none).
+    pub tty_nr: u32,
+    /// The foreground process group of the controlling terminal (-1 for none).
+    pub tpgid: i32,
     pub flags: u32,
     pub start_code: u64,
     pub end_code: u64,
@@ -175,6 +179,8 @@ pub fn stat(pid: i32) -> Result<Stat> {
         state: f.first().and_then(|s| s.chars().next()).unwrap_or('?'),
         pgid: n(5)? as i32,
         sid: n(6)? as i32,
+        tty_nr: n(7)? as u32,
+        tpgid: n(8)? as i32,
         flags: n(9)? as u32,
         start_code: n(26)?,
         end_code: n(27)?,

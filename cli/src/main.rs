@@ -118,6 +118,8 @@ fn dump(args: &Args) -> Result<ExitCode> {
         images_dir: images,
         leave_running: args.leave_running,
         shell_job: args.shell_job,
+        // CRIU's CLI has no such option: only an RPC client can receive a new master.
+        orphan_pts_master: false,
         tcp_established: args.tcp_established,
         hook: Default::default(),
         timeout: std::time::Duration::from_secs(u64::from(args.timeout.unwrap_or(10))),
@@ -160,6 +162,7 @@ fn restore(args: &Args, check_only: bool) -> Result<ExitCode> {
         veths: args.veths.clone(),
         inherit_fds: args.inherit_fds.clone(),
         join_ns: args.join_ns.clone(),
+        orphan_pts_master: false,
     };
     let outcome = stasis_restore::restore(&opts).context("restore failed")?;
     Ok(match outcome {

@@ -172,7 +172,8 @@ fn root_setup(
     r: RootSetup<'_>,
 ) -> Result<Made, String> {
     let dir = stasis_images::ImageDir::open(r.dir).map_err(|e| e.to_string())?;
-    crate::ns::setup_inside(&tree.ns, &dir, images.as_fd(), r.mounts, r.inherited)?;
+    // New ptys' masters: stasis takes its copies before the go; the tree gets none.
+    let masters = crate::ns::setup_inside(&tree.ns, &dir, images.as_fd(), r.mounts, r.inherited)?;
     if let Some(mut go) = r.go {
         report(report_at, pid, "N");
         let mut byte = [0u8; 1];
@@ -181,6 +182,7 @@ fn root_setup(
             _ => return Err("stasis gave up on the namespaces".into()),
         }
     }
+    drop(masters);
     if tree.ns.cgroup {
         stasis_sys::ns::unshare(libc::CLONE_NEWCGROUP)
             .map_err(|e| format!("a new cgroup namespace: {e}"))?;
@@ -233,6 +235,7 @@ fn session(plan: &TaskPlan, root: bool, shell_job: bool) -> Result<(), String> {
 
 fn setup(plan: &TaskPlan, made: Made) -> Result<(), String> {
     crate::fds::install(plan, made)?;
+    crate::fds::tty::take_controlling(plan)?;
     if plan.root != "/" {
         std::os::unix::fs::chroot(&plan.root).map_err(|e| format!("chroot {}: {e}", plan.root))?;
     }

@@ -17,6 +17,10 @@ pub enum RestoreStage {
     /// instruction of its own yet. `pid` is the root's (on the host). An error from the
     /// hook here kills the tree.
     Restored { pid: i32 },
+    /// A pty the container's console was is made anew (`/dev/pts/index` in its devpts);
+    /// `fd` is its master, open in stasis for the duration of the call: the caller takes
+    /// its own copy (CRIU's `orphan-pts-master`, which runc sends to its console socket).
+    OrphanPtsMaster { fd: std::os::fd::RawFd, index: u32 },
 }
 
 impl fmt::Display for RestoreStage {
@@ -25,6 +29,9 @@ impl fmt::Display for RestoreStage {
             RestoreStage::Restored { pid } => write!(f, "once pid {pid} was rebuilt"),
             RestoreStage::NamespacesReady { pid } => {
                 write!(f, "once the namespaces of pid {pid} were ready")
+            }
+            RestoreStage::OrphanPtsMaster { index, .. } => {
+                write!(f, "once the master of /dev/pts/{index} was made")
             }
         }
     }

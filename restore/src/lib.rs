@@ -119,6 +119,11 @@ pub struct RestoreOptions {
     pub inherit_fds: Vec<(String, i32)>,
     /// `--join-ns NS:PATH`: join these namespaces instead of recreating them.
     pub join_ns: Vec<(String, PathBuf)>,
+    /// A pty of the container's own devpts whose master was outside the tree (its
+    /// console) is made anew and its master handed to the hook
+    /// ([`RestoreStage::OrphanPtsMaster`]); CRIU's RPC `orphan_pts_master`. Without it
+    /// such an image is refused.
+    pub orphan_pts_master: bool,
 }
 
 /// How a restore ended.
@@ -166,9 +171,22 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             TaskNode::Zombie { .. } => {}
         }
     }
+    let console = match tree.root() {
+        TaskNode::Alive(p) => ns::container_ptys(&tree.ns, p.objects.ttys.values()),
+        TaskNode::Zombie { .. } => Vec::new(),
+    };
+    if let (Some(t), false) = (console.first(), opts.orphan_pts_master) {
+        return Err(RestoreError::Unsupported(format!(
+            "the terminal /dev/pts/{} lived in the container's own devpts with its master \
+             outside the tree (a runtime's console): restore it with orphan_pts_master \
+             through the RPC (runc restore --console-socket), which hands over a new master",
+            t.pty.as_ref().map_or(0, |p| p.index)
+        )));
+    }
     let mount_opts = ns::MountOptions {
         root: opts.root.clone(),
         external: opts.external_mounts.clone(),
+        orphan_ptys: console,
     };
     ns::preflight(&tree.ns, &dir, &mount_opts)?;
     let cgroups = cgroups::Cgroups::check(&dir, opts, &tree)?;
@@ -291,6 +309,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             opts.hook
                 .call(stage)
                 .map_err(|what| RestoreError::Stopped { stage, what })?;
+            hand_over_masters(&mount_opts.orphan_ptys, root_host, &opts.hook)?;
             std::io::Write::write_all(go, b"g").map_err(|source| RestoreError::Io {
                 path: "namespace pipe".into(),
                 source,
@@ -434,6 +453,35 @@ fn shared_objects(
 }
 
 /// Reaps whatever children stasis has, for a while: the tasks of a failed restore.
+/// The masters of the ptys the root made in its new devpts, each handed to the hook
+/// (which passes it on, as runc passes it to its console socket); stasis's copies close.
+fn hand_over_masters(ptys: &[pb::TtyInfoEntry], root_host: i32, hook: &RestoreHook) -> Result<()> {
+    if ptys.is_empty() {
+        return Ok(());
+    }
+    let failed = |what: String| RestoreError::Child {
+        pid: root_host,
+        what: format!("taking the new pty masters: {what}"),
+    };
+    let masters = fds::tty::take_masters(root_host).map_err(failed)?;
+    if masters.len() != ptys.len() {
+        return Err(failed(format!(
+            "{} made, {} expected",
+            masters.len(),
+            ptys.len()
+        )));
+    }
+    for (index, fd) in &masters {
+        let stage = RestoreStage::OrphanPtsMaster {
+            fd: fd.as_raw_fd(),
+            index: *index,
+        };
+        hook.call(stage)
+            .map_err(|what| RestoreError::Stopped { stage, what })?;
+    }
+    Ok(())
+}
+
 fn reap_orphans(limit: Duration) {
     let until = Instant::now() + limit;
     while Instant::now() < until {

@@ -12,7 +12,7 @@ use crate::{RestoreError, Result};
 use stasis_checkpoint::mounts::is_under;
 use stasis_images::{names, pb, ImageDir, ImageKind};
 use std::collections::HashMap;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Namespace kinds in `task_kobj_ids_entry` order, with their clone flags.
@@ -202,6 +202,26 @@ pub struct MountOptions {
     pub root: Option<PathBuf>,
     /// External mounts, key (from the image) → host path.
     pub external: Vec<(String, String)>,
+    /// Ptys of the container's own devpts whose masters were outside the tree: made
+    /// anew when their devpts is mounted (see [`container_ptys`]).
+    pub orphan_ptys: Vec<pb::TtyInfoEntry>,
+}
+
+/// The terminals of `ttys` that lived in a devpts of the image's own mount tree (a
+/// container's console): they cannot be reopened by path, their devpts is new.
+pub fn container_ptys<'a>(
+    plan: &NsPlan,
+    ttys: impl Iterator<Item = &'a pb::TtyInfoEntry>,
+) -> Vec<pb::TtyInfoEntry> {
+    let devpts: Vec<u32> = plan
+        .mounts
+        .iter()
+        .filter(|m| m.ext_key.is_none() && fs_name(m) == Some("devpts"))
+        .map(|m| m.root_dev)
+        .collect();
+    ttys.filter(|t| t.dev.is_some_and(|d| devpts.contains(&d)))
+        .cloned()
+        .collect()
 }
 
 /// Checks, before anything is created, that the mount tree can be rebuilt: a root is
@@ -283,7 +303,7 @@ pub fn build_mounts(
     plan: &NsPlan,
     images: BorrowedFd<'_>,
     opts: &MountOptions,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<OwnedFd>, String> {
     use stasis_sys::ns::mount;
     let e = |e: stasis_sys::SysError| e.to_string();
     let root = opts.root.as_ref().ok_or("no --root")?;
@@ -296,9 +316,10 @@ pub fn build_mounts(
     let mut targets: HashMap<u32, String> = HashMap::new();
     let top = &plan.mounts[0];
     targets.insert(top.mnt_id, root.clone());
+    let mut masters = Vec::new();
     for m in &plan.mounts[1..] {
         let target = format!("{}{}", root.trim_end_matches('/'), m.mountpoint);
-        mount_one(m, &target, plan, &targets, images, opts).map_err(|what| {
+        mount_one(m, &target, plan, &targets, images, opts, &mut masters).map_err(|what| {
             format!(
                 "mount {} ({}): {what}",
                 m.mountpoint,
@@ -328,7 +349,7 @@ pub fn build_mounts(
         )
         .map_err(e)?;
     }
-    Ok(())
+    Ok(masters)
 }
 
 fn mount_one(
@@ -338,6 +359,7 @@ fn mount_one(
     targets: &HashMap<u32, String>,
     images: BorrowedFd<'_>,
     opts: &MountOptions,
+    masters: &mut Vec<OwnedFd>,
 ) -> std::result::Result<(), String> {
     use stasis_sys::ns::mount;
     let e = |e: stasis_sys::SysError| e.to_string();
@@ -390,6 +412,14 @@ fn mount_one(
     mount(Some(&m.source), target, Some(fstype), fresh, data).map_err(e)?;
     if fstype == "tmpfs" {
         fill_tmpfs(m, target, images)?;
+    }
+    if fstype == "devpts" {
+        // Before anything binds /dev/pts/N (a runtime's /dev/console) or opens it.
+        masters.extend(crate::fds::tty::make_orphans(
+            target,
+            m.root_dev,
+            &opts.orphan_ptys,
+        )?);
     }
     if flags & libc::MS_RDONLY != 0 || m.sb_flags.unwrap_or(0) & libc::MS_RDONLY as u32 != 0 {
         let f = libc::MS_REMOUNT | libc::MS_BIND | flags | libc::MS_RDONLY;
@@ -490,7 +520,7 @@ pub fn setup_inside(
     images: BorrowedFd<'_>,
     opts: &MountOptions,
     inherited: &[(String, i32)],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<OwnedFd>, String> {
     if let Some(t) = &plan.time {
         enter_time_namespace(t)?;
     }
@@ -515,10 +545,10 @@ pub fn setup_inside(
     if let Some(id) = plan.ipc_id {
         crate::ipc::restore_ipc_ns(dir, id)?;
     }
-    if !plan.mounts.is_empty() {
-        build_mounts(plan, images, opts)?;
+    if plan.mounts.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    build_mounts(plan, images, opts)
 }
 
 /// Configures the new network namespace of the root (host PID `pid`) from outside:

@@ -16,6 +16,7 @@ pub mod ns;
 pub mod process;
 pub mod ptrace;
 pub mod tcp;
+pub mod tty;
 pub mod uffd;
 pub mod unixsock;
 pub mod xsave;

@@ -14,6 +14,7 @@ pub mod inotify;
 pub mod locks;
 pub mod memfd;
 pub mod pipe;
+pub mod tty;
 pub mod unix;
 
 use crate::{DumpError, Result};

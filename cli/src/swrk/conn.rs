@@ -115,6 +115,37 @@ impl Conn {
         }
     }
 
+    /// Sends one response in one packet with descriptor `fd` attached (SCM_RIGHTS), as
+    /// CRIU sends `orphan-pts-master`.
+    pub fn send_with_fd(
+        &self,
+        resp: &CriuResp,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<(), RpcError> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+        let bytes = resp.encode_to_vec();
+        let fds = [fd];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        loop {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+                return Err(RpcError::Socket(std::io::Error::other(
+                    "no room for the descriptor in the control message",
+                )));
+            }
+            match rustix::net::sendmsg(
+                &self.sock,
+                &[std::io::IoSlice::new(&bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => return Ok(()),
+                Err(e) => return Err(RpcError::Socket(e.into())),
+            }
+        }
+    }
+
     /// Makes the socket close when stasis execs another program (`exec_cmd`).
     pub fn close_on_exec(&self) {
         let _ = rustix::io::fcntl_setfd(&self.sock, rustix::io::FdFlags::CLOEXEC);

@@ -47,6 +47,7 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         work_dir: setup.work.path.clone(),
         leave_running: setup.leave_running,
         shell_job: setup.shell_job,
+        orphan_pts_master: setup.orphan_pts_master,
         tcp_established: setup.tcp_established,
         ghost_limit: None,
         file_locks: setup.file_locks,

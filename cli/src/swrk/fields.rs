@@ -117,7 +117,7 @@ pub static FIELDS: &[Field] = &[
     f(47, "weak_sysctls", Moot("no namespace sysctl is restored"), |o| yes(o.weak_sysctls)),
     f(48, "lazy_pages", Engine, |o| yes(o.lazy_pages)),
     f(49, "status_fd", Honoured, |o| o.status_fd.is_some()),
-    f(50, "orphan_pts_master", Moot("a terminal is refused at dump unless it is the shell job's"), |o| yes(o.orphan_pts_master)),
+    f(50, "orphan_pts_master", Honoured, |o| yes(o.orphan_pts_master)),
     f(51, "config_file", Honoured, |o| o.config_file.is_some()),
     f(52, "tcp_close", SOCKETS, |o| yes(o.tcp_close)),
     f(53, "lsm_profile", Container, |o| o.lsm_profile.is_some()),

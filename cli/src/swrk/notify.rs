@@ -12,8 +12,9 @@
 //!   `pre-resume` → `post-resume` → RESTORE response.
 //!
 //! `network-lock`/`network-unlock`, `setup-namespaces` and `post-setup-namespaces` are
-//! sent by CRIU only for a task with namespaces of its own, and `orphan-pts-master` only
-//! for a container's tty; stasis refuses those tasks today, so it never sends them.
+//! sent only for a task with namespaces of its own, and `orphan-pts-master` only for a
+//! container's console pty (`orphan_pts_master`), with the new master attached as
+//! SCM_RIGHTS, after `post-setup-namespaces`.
 
 use super::conn::{Conn, Incoming};
 use super::error::RpcError;
@@ -35,6 +36,7 @@ pub enum Script {
     NetworkUnlock,
     PreResume,
     PostResume,
+    OrphanPtsMaster,
 }
 
 impl Script {
@@ -52,6 +54,7 @@ impl Script {
             Script::PostRestore => "post-restore",
             Script::PreResume => "pre-resume",
             Script::PostResume => "post-resume",
+            Script::OrphanPtsMaster => "orphan-pts-master",
         }
     }
 }
@@ -78,37 +81,50 @@ impl Notifier {
     /// Returns the `opts` of the answer (a `query-ext-files` answer may carry
     /// `external` entries).
     pub fn send(&self, script: Script, pid: Option<i32>) -> Result<Option<CriuOpts>, RpcError> {
+        self.send_carrying(script, pid, None)
+    }
+
+    /// [`Notifier::send`] with descriptor `fd` attached (SCM_RIGHTS).
+    fn send_carrying(
+        &self,
+        script: Script,
+        pid: Option<i32>,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<Option<CriuOpts>, RpcError> {
         if !self.enabled {
             return Ok(None);
         }
         log::debug!("notify {} (pid {pid:?})", script.name());
         let name = script.name();
-        self.conn
-            .send(&response::notify(name, pid))
-            .and_then(|()| match self.conn.recv() {
-                Incoming::Request(ack) if ack.r#type == CriuReqType::Notify as i32 => {
-                    if ack.notify_success == Some(true) {
-                        Ok(ack.opts)
-                    } else {
-                        Err(RpcError::NotifyRefused(name))
-                    }
+        let resp = response::notify(name, pid);
+        let sent = match fd {
+            Some(fd) => self.conn.send_with_fd(&resp, fd),
+            None => self.conn.send(&resp),
+        };
+        sent.and_then(|()| match self.conn.recv() {
+            Incoming::Request(ack) if ack.r#type == CriuReqType::Notify as i32 => {
+                if ack.notify_success == Some(true) {
+                    Ok(ack.opts)
+                } else {
+                    Err(RpcError::NotifyRefused(name))
                 }
-                Incoming::Request(other) => Err(RpcError::Notify {
-                    script: name,
-                    why: format!(
-                        "the client answered with a request of type {} instead of NOTIFY",
-                        type_name(other.r#type)
-                    ),
-                }),
-                Incoming::Closed => Err(RpcError::Notify {
-                    script: name,
-                    why: "the client closed the connection".into(),
-                }),
-                Incoming::Bad(e) => Err(RpcError::Notify {
-                    script: name,
-                    why: e.to_string(),
-                }),
-            })
+            }
+            Incoming::Request(other) => Err(RpcError::Notify {
+                script: name,
+                why: format!(
+                    "the client answered with a request of type {} instead of NOTIFY",
+                    type_name(other.r#type)
+                ),
+            }),
+            Incoming::Closed => Err(RpcError::Notify {
+                script: name,
+                why: "the client closed the connection".into(),
+            }),
+            Incoming::Bad(e) => Err(RpcError::Notify {
+                script: name,
+                why: e.to_string(),
+            }),
+        })
     }
 
     /// For an engine hook: sends the scripts in order; on failure keeps the error for
@@ -122,6 +138,27 @@ impl Notifier {
                 }
                 return Err(msg);
             }
+        }
+        Ok(())
+    }
+
+    /// For an engine hook: sends `script` with descriptor `fd` (open in stasis for the
+    /// duration of the call) attached. Without `notify_scripts` nobody could receive it:
+    /// that is an error, as it is for CRIU (whose only receiver is the RPC client).
+    pub fn hook_with_fd(&self, script: Script, fd: std::os::fd::RawFd) -> Result<(), String> {
+        if !self.enabled {
+            return Err(format!(
+                "{} needs notify_scripts: the client is its only receiver",
+                script.name()
+            ));
+        }
+        let copy = stasis_sys::fd::dup_number(fd, 0).map_err(|e| e.to_string())?;
+        if let Err(e) = self.send_carrying(script, None, Some(std::os::fd::AsFd::as_fd(&copy))) {
+            let msg = e.to_string();
+            if let Ok(mut slot) = self.failure.lock() {
+                slot.get_or_insert(e);
+            }
+            return Err(msg);
         }
         Ok(())
     }

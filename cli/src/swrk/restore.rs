@@ -51,6 +51,9 @@ pub fn restore(
         RestoreStage::Restored { pid } => {
             at_stage.hook(&[(Script::PostRestore, Some(pid)), (Script::PreResume, None)])
         }
+        RestoreStage::OrphanPtsMaster { fd, .. } => {
+            at_stage.hook_with_fd(Script::OrphanPtsMaster, fd)
+        }
         _ => Ok(()),
     });
     let engine = RestoreOptions {
@@ -69,6 +72,7 @@ pub fn restore(
         inherit_fds: setup.inherit_fds.clone(),
         join_ns: setup.join_ns.clone(),
         cpu_cap: setup.cpu_cap.clone(),
+        orphan_pts_master: setup.orphan_pts_master,
         ..Default::default()
     };
     log::info!(

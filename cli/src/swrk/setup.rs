@@ -54,6 +54,9 @@ pub struct Setup {
     pub pid: Option<i32>,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// `orphan_pts_master`: a container's console pty (master outside the tree) may be
+    /// dumped, and its new master is sent with the `orphan-pts-master` notification.
+    pub orphan_pts_master: bool,
     pub tcp_established: bool,
     pub rst_sibling: bool,
     pub notify: bool,
@@ -186,6 +189,7 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
             || rpc_file.leave_running
             || global.leave_running,
         shell_job: opts.shell_job == Some(true) || rpc_file.shell_job || global.shell_job,
+        orphan_pts_master: opts.orphan_pts_master == Some(true),
         tcp_established: opts.tcp_established == Some(true)
             || rpc_file.tcp_established
             || global.tcp_established,

@@ -27,6 +27,7 @@ mod pipe;
 mod reg;
 #[cfg(test)]
 mod tests;
+pub mod tty;
 mod unix;
 
 use crate::plan::{FdPlan, TaskPlan};
@@ -70,6 +71,8 @@ pub struct Objects {
     pub memfds: HashMap<u32, memfd::Inode>,
     /// File locks (`filelocks.img`) of every task.
     pub locks: Vec<pb::FileLockEntry>,
+    /// Terminals (`tty-info.img`) by id.
+    pub ttys: HashMap<u32, pb::TtyInfoEntry>,
 }
 
 fn bad(file: &str, what: impl Into<String>) -> RestoreError {
@@ -121,6 +124,29 @@ impl Objects {
         objs.ghosts = ghost::read(dir, |id| entries.get(&id).is_some_and(|e| e.reg.is_some()))?;
         objs.memfds = memfd::read(dir)?;
         objs.locks = locks::read(dir)?;
+        objs.ttys = read_ttys(dir)?;
+        for t in objs.ttys_files() {
+            if !objs.ttys.contains_key(&t.tty_info_id) {
+                return Err(bad(
+                    names::FILES,
+                    format!(
+                        "terminal {} refers to tty {}, which {} lacks",
+                        t.id,
+                        t.tty_info_id,
+                        names::TTY_INFO
+                    ),
+                ));
+            }
+            if tty::path(&objs, t).is_none() {
+                return Err(bad(
+                    names::FILES,
+                    format!(
+                        "terminal {} has no path entry (regf_id {:?})",
+                        t.id, t.regf_id
+                    ),
+                ));
+            }
+        }
         for e in objs.entries.values().filter_map(|e| e.memfd.as_ref()) {
             if !objs.memfds.contains_key(&e.inode_id) {
                 return Err(bad(
@@ -151,6 +177,11 @@ impl Objects {
             .iter()
             .filter_map(|(id, e)| Some((*id, e.reg.clone()?)))
             .collect()
+    }
+
+    /// The terminal file objects of the image.
+    pub fn ttys_files(&self) -> impl Iterator<Item = &pb::TtyFileEntry> {
+        self.entries.values().filter_map(|e| e.tty.as_ref())
     }
 
     /// The inet sockets of the image.
@@ -249,6 +280,7 @@ fn check_entry(e: &pb::FileEntry) -> Result<()> {
         T::Timerfd => (e.tfd.is_some(), e.tfd.as_ref().map(|p| p.id)),
         T::Inotify => (e.ify.is_some(), e.ify.as_ref().map(|p| p.id)),
         T::Memfd => (e.memfd.is_some(), e.memfd.as_ref().map(|p| p.id)),
+        T::Tty => (e.tty.is_some(), e.tty.as_ref().map(|p| p.id)),
         other => {
             return Err(RestoreError::Unsupported(format!(
                 "{}: file id {} is {}; not supported yet",
@@ -307,6 +339,46 @@ fn read_pipe_data(dir: &ImageDir, kind: ImageKind, name: &str) -> Result<HashMap
         };
         if out.insert(e.pipe_id, data).is_some() {
             return Err(bad(name, format!("pipe {:#x} has data twice", e.pipe_id)));
+        }
+    }
+    Ok(out)
+}
+
+/// Most terminals one image may describe.
+const MAX_TTYS: usize = 4096;
+
+fn read_ttys(dir: &ImageDir) -> Result<HashMap<u32, pb::TtyInfoEntry>> {
+    let mut out = HashMap::new();
+    if !dir.exists(names::TTY_INFO) {
+        return Ok(out);
+    }
+    let mut r = dir.reader(ImageKind::TTY_INFO, names::TTY_INFO)?;
+    while let Some(e) = r.next::<pb::TtyInfoEntry>()? {
+        if e.r#type != pb::TtyType::Pty as i32 {
+            return Err(RestoreError::Unsupported(format!(
+                "{}: tty {} is of type {}; only ptys are restored",
+                names::TTY_INFO,
+                e.id,
+                pb::TtyType::try_from(e.r#type)
+                    .map(|t| t.as_str_name().to_string())
+                    .unwrap_or_else(|_| e.r#type.to_string())
+            )));
+        }
+        if e.termios.as_ref().is_some_and(|t| t.c_cc.len() > 32) {
+            return Err(bad(
+                names::TTY_INFO,
+                format!("tty {} has more than 32 control characters", e.id),
+            ));
+        }
+        let id = e.id;
+        if out.insert(id, e).is_some() {
+            return Err(bad(names::TTY_INFO, format!("tty {id} appears twice")));
+        }
+        if out.len() > MAX_TTYS {
+            return Err(bad(
+                names::TTY_INFO,
+                format!("more than {MAX_TTYS} terminals"),
+            ));
         }
     }
     Ok(out)
@@ -401,6 +473,8 @@ fn owner_of(e: &pb::FileEntry) -> Option<&pb::FownEntry> {
         &p.fown
     } else if let Some(p) = &e.memfd {
         &p.fown
+    } else if let Some(p) = &e.tty {
+        &p.fown
     } else {
         return None;
     };
@@ -489,6 +563,8 @@ pub fn create_all(
             made.put(f.file_id, inotify::open(p).map_err(what)?)?;
         } else if let Some(p) = &e.epfd {
             made.put(f.file_id, epoll::open(p).map_err(what)?)?;
+        } else if let Some(t) = &e.tty {
+            made.put(f.file_id, tty::open(objs, t).map_err(what)?)?;
         } else {
             return Err(format!(
                 "fd {}: file id {} has no restorer",
