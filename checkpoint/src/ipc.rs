@@ -16,6 +16,7 @@
 //! there — `/proc/sys/kernel/*`, `/proc/sys/fs/mqueue/*`, the `*_STAT` calls — then
 //! describes the joined namespace, as long as it is opened from that thread.
 
+use crate::ns::IdMap;
 use crate::{DumpError, Result};
 use stasis_images::{names, pb, ImageDir, ImageKind};
 use stasis_sys::ipc::{self as sys, IpcPerm};
@@ -26,13 +27,20 @@ use std::path::{Path, PathBuf};
 const CHUNK: usize = 1 << 20;
 
 /// Dumps the ipc namespace of `ns_pid` into `dir` as namespace `id`.
-pub fn dump_ipc_ns(ns_pid: i32, dir: &ImageDir, id: u32) -> Result<()> {
-    dump_ipc_ns_at(Path::new(&format!("/proc/{ns_pid}/ns/ipc")), dir, id)
+/// `users`: the maps of the tree's own user namespace, which the objects' owners are
+/// recorded in (the kernel shows them to stasis as the host's ids).
+pub fn dump_ipc_ns(ns_pid: i32, dir: &ImageDir, id: u32, users: Option<&IdMap>) -> Result<()> {
+    dump_ipc_ns_at(Path::new(&format!("/proc/{ns_pid}/ns/ipc")), dir, id, users)
 }
 
 /// Dumps the ipc namespace `ns_path` names (`/proc/PID/ns/ipc`, or
 /// `/proc/PID/task/TID/ns/ipc` for one thread's) into `dir` as namespace `id`.
-pub fn dump_ipc_ns_at(ns_path: &Path, dir: &ImageDir, id: u32) -> Result<()> {
+pub fn dump_ipc_ns_at(
+    ns_path: &Path,
+    dir: &ImageDir,
+    id: u32,
+    users: Option<&IdMap>,
+) -> Result<()> {
     let ns = std::fs::File::open(ns_path).map_err(|source| DumpError::Io {
         path: ns_path.to_path_buf(),
         source,
@@ -40,7 +48,7 @@ pub fn dump_ipc_ns_at(ns_path: &Path, dir: &ImageDir, id: u32) -> Result<()> {
     std::thread::scope(|s| {
         s.spawn(|| {
             sys::setns(ns.as_fd(), libc::CLONE_NEWIPC)?;
-            dump_current(dir, id)
+            dump_current(dir, id, users)
         })
         .join()
         .unwrap_or_else(|_| {
@@ -53,12 +61,12 @@ pub fn dump_ipc_ns_at(ns_path: &Path, dir: &ImageDir, id: u32) -> Result<()> {
 }
 
 /// Dumps the calling thread's ipc namespace.
-fn dump_current(dir: &ImageDir, id: u32) -> Result<()> {
+fn dump_current(dir: &ImageDir, id: u32, users: Option<&IdMap>) -> Result<()> {
     let var = read_var()?;
     dir.write_one(ImageKind::IPC_VAR, &names::ipcns_var(id), &var)?;
-    dump_shm(dir, id)?;
-    dump_msg(dir, id)?;
-    dump_sem(dir, id)
+    dump_shm(dir, id, users)?;
+    dump_msg(dir, id, users)?;
+    dump_sem(dir, id, users)
 }
 
 // ---------------------------------------------------------------- sysctls
@@ -133,13 +141,15 @@ fn read_var() -> Result<pb::IpcVarEntry> {
 
 // ---------------------------------------------------------------- objects
 
-fn desc(id: i32, p: &IpcPerm) -> pb::IpcDescEntry {
+fn desc(id: i32, p: &IpcPerm, users: Option<&IdMap>) -> pb::IpcDescEntry {
+    let uid = |u: u32| users.map_or(u, |m| m.uid(u));
+    let gid = |g: u32| users.map_or(g, |m| m.gid(g));
     pb::IpcDescEntry {
         key: p.key as u32,
-        uid: p.uid,
-        gid: p.gid,
-        cuid: p.cuid,
-        cgid: p.cgid,
+        uid: uid(p.uid),
+        gid: gid(p.gid),
+        cuid: uid(p.cuid),
+        cgid: gid(p.cgid),
         mode: p.mode,
         id: id as u32,
     }
@@ -201,7 +211,7 @@ fn huge_pages_at(addr: usize) -> Result<bool> {
     Ok(page_kb.is_some_and(|kb| kb > 4))
 }
 
-fn dump_shm(dir: &ImageDir, ns: u32) -> Result<()> {
+fn dump_shm(dir: &ImageDir, ns: u32, users: Option<&IdMap>) -> Result<()> {
     let segments = list("shm", sys::shm_census()?, sys::shm_stat_index)?;
     if segments.is_empty() {
         return Ok(());
@@ -220,7 +230,7 @@ fn dump_shm(dir: &ImageDir, ns: u32) -> Result<()> {
         }
         let size = seg.len() as u64;
         w.entry(&pb::IpcShmEntry {
-            desc: desc(id, &st.perm),
+            desc: desc(id, &st.perm, users),
             size,
             in_pagemaps: None,
             hugetlb_flag: None,
@@ -240,7 +250,7 @@ fn dump_shm(dir: &ImageDir, ns: u32) -> Result<()> {
     Ok(())
 }
 
-fn dump_sem(dir: &ImageDir, ns: u32) -> Result<()> {
+fn dump_sem(dir: &ImageDir, ns: u32, users: Option<&IdMap>) -> Result<()> {
     let sets = list("sem", sys::sem_census()?, sys::sem_stat_index)?;
     if sets.is_empty() {
         return Ok(());
@@ -260,7 +270,7 @@ fn dump_sem(dir: &ImageDir, ns: u32) -> Result<()> {
         bytes.resize(bytes.len() + pad(bytes.len() as u64, 8), 0);
         w.entry_with_extra(
             &pb::IpcSemEntry {
-                desc: desc(id, &st.perm),
+                desc: desc(id, &st.perm, users),
                 nsems: st.nsems,
             },
             &bytes,
@@ -270,7 +280,7 @@ fn dump_sem(dir: &ImageDir, ns: u32) -> Result<()> {
     Ok(())
 }
 
-fn dump_msg(dir: &ImageDir, ns: u32) -> Result<()> {
+fn dump_msg(dir: &ImageDir, ns: u32, users: Option<&IdMap>) -> Result<()> {
     let queues = list("msg", sys::msg_census()?, sys::msg_stat_index)?;
     if queues.is_empty() {
         return Ok(());
@@ -286,7 +296,7 @@ fn dump_msg(dir: &ImageDir, ns: u32) -> Result<()> {
         let max_len =
             usize::try_from(st.cbytes).map_err(|_| err(format!("{} queued bytes", st.cbytes)))?;
         w.entry(&pb::IpcMsgEntry {
-            desc: desc(id, &st.perm),
+            desc: desc(id, &st.perm, users),
             qbytes,
             qnum,
         })?;
@@ -356,7 +366,7 @@ mod tests {
                 std::fs::write("/proc/sys/kernel/msgmax", "12345").unwrap();
                 let tid = sys::gettid();
                 let ns = PathBuf::from(format!("/proc/self/task/{tid}/ns/ipc"));
-                dump_ipc_ns_at(&ns, &dir, 11).unwrap();
+                dump_ipc_ns_at(&ns, &dir, 11, None).unwrap();
             })
             .join()
             .unwrap()
@@ -380,7 +390,7 @@ mod tests {
     fn a_namespace_that_cannot_be_opened_is_an_error_naming_it() {
         let path = temp_dir("missing");
         let dir = ImageDir::create(&path).unwrap();
-        let e = dump_ipc_ns(-5, &dir, 1).unwrap_err().to_string();
+        let e = dump_ipc_ns(-5, &dir, 1, None).unwrap_err().to_string();
         assert!(e.contains("/proc/-5/ns/ipc"), "{e}");
         let _ = std::fs::remove_dir_all(&path);
     }

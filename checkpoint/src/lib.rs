@@ -406,6 +406,9 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     refuse_shared_tables(&members)?;
     let own = ns::of_root(opts.pid)?;
     let mut pids = ns::PidMap::default();
+    if own.has("user") {
+        pids.users = Some(ns::IdMap::read(opts.pid)?);
+    }
     for m in &members {
         match m {
             Member::Alive { pid, threads, .. } => {
@@ -433,7 +436,7 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
         None
     };
     let mut report = collect_tree(opts, dir, &mut members, freezer, &own, &pids, &run)?;
-    dump_namespaces(opts, dir, &own)?;
+    dump_namespaces(opts, dir, &own, pids.users.as_ref())?;
 
     report.freezing_us = (frozen_at - t0).as_micros() as u32;
 
@@ -709,6 +712,9 @@ fn collect_one(
         let cg_set = Some(cgroups.set_of(tid)?);
         if let Some(thread_core) = core.thread_core.as_mut() {
             thread_core.cg_set = cg_set;
+            if let (Some(map), Some(creds)) = (&pids.users, thread_core.creds.as_mut()) {
+                map.creds(creds);
+            }
             files.side.seccomp.collect(pid, tid, thread_core)?;
         }
         // Also where CRIU 3.x (and its crit) look for the process's set.
@@ -812,19 +818,27 @@ fn collect_one(
 
 /// Writes the images of the root's own namespaces (all but the pid namespace, which is
 /// the tree itself, and a network namespace asked to be restored empty).
-fn dump_namespaces(opts: &DumpOptions, dir: &ImageDir, own: &ns::OwnNamespaces) -> Result<()> {
+fn dump_namespaces(
+    opts: &DumpOptions,
+    dir: &ImageDir,
+    own: &ns::OwnNamespaces,
+    users: Option<&ns::IdMap>,
+) -> Result<()> {
     let pid = opts.pid;
+    if let Some(map) = users {
+        ns::dump_userns(map, dir, own.id(5))?;
+    }
     if own.has("uts") {
         ns::dump_uts(pid, dir, own.id(3))?;
     }
     if own.has("mnt") {
-        mounts::dump(pid, dir, own.id(4), &opts.external_mounts)?;
+        mounts::dump(pid, dir, own.id(4), &opts.external_mounts, users.is_some())?;
     }
     if own.has("time") {
         ns::dump_time(pid, dir, own.id(7))?;
     }
     if own.has("ipc") {
-        ipc::dump_ipc_ns(pid, dir, own.id(2))?;
+        ipc::dump_ipc_ns(pid, dir, own.id(2), users)?;
     }
     if let (true, Some(key)) = (own.has("net"), external_netns(opts)?) {
         let entry = pb::NetnsEntry {

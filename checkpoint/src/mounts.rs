@@ -173,7 +173,16 @@ fn recreatable(fstype: &str) -> bool {
 /// `mountpoints-<id>.img` and the tmpfs tarballs. `external` holds the dump-time
 /// `KEY:VAL` pairs: the mount at mount point KEY is external, recorded with VAL as the
 /// key the restore maps to a host path.
-pub fn dump(pid: i32, dir: &ImageDir, id: u32, external: &[(String, String)]) -> Result<()> {
+///
+/// `in_userns`: the tree has a user namespace of its own; tmpfs contents are archived
+/// from inside it, so the archive holds the owners as the container sees them.
+pub fn dump(
+    pid: i32,
+    dir: &ImageDir,
+    id: u32,
+    external: &[(String, String)],
+    in_userns: bool,
+) -> Result<()> {
     let path = format!("/proc/{pid}/mountinfo");
     let text = std::fs::read_to_string(&path).map_err(|source| DumpError::Io {
         path: path.clone().into(),
@@ -191,7 +200,7 @@ pub fn dump(pid: i32, dir: &ImageDir, id: u32, external: &[(String, String)]) ->
     let mut archived = BTreeSet::new();
     for (m, e) in mounts.iter().zip(&entries) {
         if m.fstype == "tmpfs" && e.ext_mount != Some(true) && archived.insert(m.dev) {
-            archive_tmpfs(pid, m, dir)?;
+            archive_tmpfs(pid, m, dir, in_userns)?;
         }
     }
     Ok(())
@@ -272,10 +281,19 @@ pub fn is_under(p: &str, base: &str) -> bool {
 
 /// Writes the contents of a tmpfs mount as `tmpfs-dev-<dev>.tar.gz.img`, as CRIU does
 /// (GNU tar, gzip, numeric owners, this filesystem only).
-fn archive_tmpfs(pid: i32, m: &MountInfo, dir: &ImageDir) -> Result<()> {
+fn archive_tmpfs(pid: i32, m: &MountInfo, dir: &ImageDir, in_userns: bool) -> Result<()> {
     let src = format!("/proc/{pid}/root{}", m.mountpoint);
     let out = dir.create_raw(&names::tmpfs_dev(m.dev))?;
-    let status = std::process::Command::new("tar")
+    let mut tar = if in_userns {
+        // As the namespace's root: owners are recorded as it numbers them.
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--user=/proc/{pid}/ns/user"))
+            .args(["--", "tar"]);
+        c
+    } else {
+        std::process::Command::new("tar")
+    };
+    let status = tar
         .args([
             "--create",
             "--gzip",

@@ -54,22 +54,13 @@ impl OwnNamespaces {
     }
 }
 
-/// Compares the namespaces of the tree's root with stasis's own. A user or time
-/// namespace of its own is refused; in a pid namespace of its own the root must be its
-/// init.
+/// Compares the namespaces of the tree's root with stasis's own. In a pid namespace of
+/// its own the root must be its init.
 pub fn of_root(pid: i32) -> Result<OwnNamespaces> {
     let me = std::process::id() as i32;
     let mut own = OwnNamespaces::default();
     for (k, kind) in KINDS.iter().enumerate() {
         own.0[k] = procfs::ns_inode(pid, kind)? != procfs::ns_inode(me, kind)?;
-    }
-    for kind in ["user"] {
-        if own.has(kind) {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!("lives in a {kind} namespace of its own; not supported yet"),
-            });
-        }
     }
     if own.has("pid") {
         let ns = nspid(pid, pid)?;
@@ -121,6 +112,99 @@ pub fn nspid(pid: i32, tid: i32) -> Result<Vec<i32>> {
 #[derive(Clone, Debug, Default)]
 pub struct PidMap {
     virt: HashMap<i32, i32>,
+    /// The uid and gid maps of the tree's own user namespace, if it has one.
+    pub users: Option<IdMap>,
+}
+
+/// The uid and gid maps of a user namespace (`/proc/PID/uid_map`, `gid_map`): how its
+/// ids are the host's. Ids the kernel shows the host's way (`/proc/PID/status`, IPC_STAT
+/// from the host) are turned into the namespace's own with them, as CRIU records them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdMap {
+    pub uid: Vec<pb::UidGidExtent>,
+    pub gid: Vec<pb::UidGidExtent>,
+}
+
+/// The id the kernel shows for a host id with no mapping (`/proc/sys/kernel/overflowuid`).
+const OVERFLOW_ID: u32 = 65534;
+
+/// The most lines a uid or gid map can have (the kernel's `UID_GID_MAP_MAX_EXTENTS`).
+const MAX_EXTENTS: usize = 340;
+
+impl IdMap {
+    /// Reads the maps of `pid`'s user namespace.
+    pub fn read(pid: i32) -> Result<IdMap> {
+        Ok(IdMap {
+            uid: read_extents(pid, "uid_map")?,
+            gid: read_extents(pid, "gid_map")?,
+        })
+    }
+
+    fn inner(map: &[pb::UidGidExtent], host: u32) -> u32 {
+        map.iter()
+            .find(|e| host >= e.lower_first && host - e.lower_first < e.count)
+            .map_or(OVERFLOW_ID, |e| e.first + (host - e.lower_first))
+    }
+
+    /// The namespace's uid for host uid `host` (the overflow uid when unmapped).
+    pub fn uid(&self, host: u32) -> u32 {
+        Self::inner(&self.uid, host)
+    }
+
+    /// The namespace's gid for host gid `host`.
+    pub fn gid(&self, host: u32) -> u32 {
+        Self::inner(&self.gid, host)
+    }
+
+    /// Turns host-view credentials into the namespace's own.
+    pub fn creds(&self, c: &mut pb::CredsEntry) {
+        for u in [&mut c.uid, &mut c.euid, &mut c.suid, &mut c.fsuid] {
+            *u = self.uid(*u);
+        }
+        for g in [&mut c.gid, &mut c.egid, &mut c.sgid, &mut c.fsgid] {
+            *g = self.gid(*g);
+        }
+        for g in &mut c.groups {
+            *g = self.gid(*g);
+        }
+    }
+}
+
+fn read_extents(pid: i32, file: &str) -> Result<Vec<pb::UidGidExtent>> {
+    let text = procfs::text(pid, file)?;
+    let bad = || DumpError::Proc {
+        path: format!("/proc/{pid}/{file}"),
+        what: format!("unreadable map {text:?}"),
+    };
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let n: Vec<u32> = line
+            .split_whitespace()
+            .map(|w| w.parse().map_err(|_| bad()))
+            .collect::<Result<_>>()?;
+        let [first, lower_first, count] = n[..] else {
+            return Err(bad());
+        };
+        out.push(pb::UidGidExtent {
+            first,
+            lower_first,
+            count,
+        });
+        if out.len() > MAX_EXTENTS {
+            return Err(bad());
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `userns-<id>.img`: the maps of the root's own user namespace.
+pub fn dump_userns(map: &IdMap, dir: &ImageDir, id: u32) -> Result<()> {
+    let entry = pb::UsernsEntry {
+        uid_map: map.uid.clone(),
+        gid_map: map.gid.clone(),
+    };
+    dir.write_one(ImageKind::USERNS, &names::userns(id), &entry)?;
+    Ok(())
 }
 
 impl PidMap {
@@ -268,4 +352,52 @@ pub fn in_namespace<T: Send>(
         pid,
         what: format!("in its {kind} namespace: {what}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extent(first: u32, lower_first: u32, count: u32) -> pb::UidGidExtent {
+        pb::UidGidExtent {
+            first,
+            lower_first,
+            count,
+        }
+    }
+
+    #[test]
+    fn host_ids_become_the_namespaces_and_unmapped_ones_the_overflow_id() {
+        let map = IdMap {
+            uid: vec![extent(0, 100_000, 1000), extent(1000, 200_000, 10)],
+            gid: vec![extent(0, 300_000, 65536)],
+        };
+        assert_eq!(map.uid(100_000), 0);
+        assert_eq!(map.uid(100_999), 999);
+        assert_eq!(map.uid(200_005), 1005);
+        assert_eq!(map.uid(101_000), OVERFLOW_ID, "just past an extent");
+        assert_eq!(
+            map.uid(0),
+            OVERFLOW_ID,
+            "the host's root is not the container's"
+        );
+        let mut c = pb::CredsEntry {
+            uid: 100_000,
+            euid: 100_001,
+            gid: 300_005,
+            groups: vec![300_000, 7],
+            ..Default::default()
+        };
+        map.creds(&mut c);
+        assert_eq!((c.uid, c.euid, c.gid), (0, 1, 5));
+        assert_eq!(c.groups, [0, OVERFLOW_ID]);
+    }
+
+    #[test]
+    fn the_maps_of_this_process_are_read_as_the_kernel_prints_them() {
+        let me = std::process::id() as i32;
+        let map = IdMap::read(me).unwrap();
+        assert_eq!(map.uid, [extent(0, 0, u32::MAX)], "the initial namespace");
+        assert_eq!(map.uid(1234), 1234);
+    }
 }

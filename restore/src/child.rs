@@ -171,10 +171,18 @@ fn root_setup(
     pid: i32,
     r: RootSetup<'_>,
 ) -> Result<Made, String> {
+    let mut go = r.go;
+    if let (Some(_), Some(go)) = (&tree.ns.users, go.as_mut()) {
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(go, &mut byte) {
+            Ok(1) => {}
+            _ => return Err("stasis did not map the new user namespace".into()),
+        }
+    }
     let dir = stasis_images::ImageDir::open(r.dir).map_err(|e| e.to_string())?;
     // New ptys' masters: stasis takes its copies before the go; the tree gets none.
     let masters = crate::ns::setup_inside(&tree.ns, &dir, images.as_fd(), r.mounts, r.inherited)?;
-    if let Some(mut go) = r.go {
+    if let Some(mut go) = go {
         report(report_at, pid, "N");
         let mut byte = [0u8; 1];
         match std::io::Read::read(&mut go, &mut byte) {

@@ -41,6 +41,16 @@ pub(crate) fn restore_ipc_ns(dir: &ImageDir, id: u32) -> Result<(), String> {
     restore_shm(dir, &names::ipcns_shm(id), &var)?;
     restore_msg(dir, &names::ipcns_msg(id), &var)?;
     restore_sem(dir, &names::ipcns_sem(id), &var)?;
+    next_ids(&var)?;
+    if HOST_VIEW.with(|h| h.borrow().is_some()) {
+        // Written by restore_ipc_ns_from_host once this thread has exited.
+        return Ok(());
+    }
+    write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced)
+}
+
+/// The `*_next_id` values the dumped namespace had asked for itself.
+fn next_ids(var: &pb::IpcVarEntry) -> Result<(), String> {
     for (name, value) in [
         ("kernel/shm_next_id", var.shm_next_id),
         ("kernel/msg_next_id", var.msg_next_id),
@@ -50,12 +60,92 @@ pub(crate) fn restore_ipc_ns(dir: &ImageDir, id: u32) -> Result<(), String> {
             write_sysctl(name, v)?;
         }
     }
-    write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced)
+    Ok(())
+}
+
+/// How a namespace of a user namespace of the tree's own is restored from the host (a
+/// stasis thread in it): ids of the image are the namespace's, the calls take the
+/// host's.
+struct HostView {
+    users: pb::UsernsEntry,
+    /// The host uid of the namespace's root: the only one that may write its ipc
+    /// sysctls (the kernel's `ipc_permissions`).
+    ns_root: u32,
+}
+
+thread_local! {
+    static HOST_VIEW: std::cell::RefCell<Option<HostView>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The host's id for id `inner` of the namespace, by `map`.
+fn to_host(map: &[pb::UidGidExtent], inner: u32) -> Result<u32, String> {
+    map.iter()
+        .find(|e| inner >= e.first && inner - e.first < e.count)
+        .map(|e| e.lower_first + (inner - e.first))
+        .ok_or_else(|| format!("id {inner} is not mapped by the user namespace"))
+}
+
+/// Recreates the ipc namespace `id` of `dir` in the ipc namespace of `pid` (new and
+/// empty), which belongs to a new user namespace mapped by `users`: from a thread of
+/// stasis's that joins it. Inside, the namespace's own root could not read the images;
+/// from the host, the objects' owners are translated and the sysctls written as the
+/// namespace's root.
+pub fn restore_ipc_ns_from_host(
+    pid: i32,
+    dir: &ImageDir,
+    id: u32,
+    users: &pb::UsernsEntry,
+) -> Result<(), String> {
+    let ns_root = to_host(&users.uid_map, 0)?;
+    let path = format!("/proc/{pid}/ns/ipc");
+    let ns = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    let in_ns = |work: &(dyn Fn() -> Result<(), String> + Sync)| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWIPC)
+                    .map_err(|e| format!("joining {path}: {e}"))?;
+                HOST_VIEW.with(|h| {
+                    *h.borrow_mut() = Some(HostView {
+                        users: users.clone(),
+                        ns_root,
+                    })
+                });
+                work()
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the thread restoring the ipc namespace panicked".into()))
+        })
+    };
+    in_ns(&|| restore_ipc_ns(dir, id))?;
+    // After the creating thread is gone: with it set, the kernel would have destroyed
+    // every segment that thread created and nobody attached when it exited.
+    let var: pb::IpcVarEntry = dir
+        .read_one(ImageKind::IPC_VAR, &names::ipcns_var(id))
+        .map_err(|e| e.to_string())?;
+    in_ns(&|| write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced))
 }
 
 fn write_sysctl(name: &str, value: impl std::fmt::Display) -> Result<(), String> {
     let path = format!("/proc/sys/{name}");
-    std::fs::write(&path, value.to_string()).map_err(|e| format!("{path}: writing {value}: {e}"))
+    let write = || {
+        std::fs::write(&path, value.to_string())
+            .map_err(|e| format!("{path}: writing {value}: {e}"))
+    };
+    // The `*_next_id` ones take CAP_CHECKPOINT_RESTORE over the namespace, which stasis
+    // has (and would lose as another uid); the others only the namespace's root uid.
+    let as_root = HOST_VIEW
+        .with(|h| h.borrow().as_ref().map(|v| v.ns_root))
+        .filter(|_| !name.ends_with("_next_id"));
+    match as_root {
+        None => write(),
+        Some(root) => {
+            let (euid, _) = sys::effective_ids();
+            sys::set_thread_euid(root).map_err(|e| format!("{path}: {e}"))?;
+            let written = write();
+            sys::set_thread_euid(euid).map_err(|e| format!("{path}: back from uid {root}: {e}"))?;
+            written
+        }
+    }
 }
 
 fn ensure_empty() -> Result<(), String> {
@@ -148,15 +238,29 @@ impl Objects {
     }
 }
 
-fn perm_of(d: &pb::IpcDescEntry) -> IpcPerm {
-    IpcPerm {
+fn perm_of(d: &pb::IpcDescEntry) -> Result<IpcPerm, String> {
+    let view = HOST_VIEW.with(|h| {
+        h.borrow()
+            .as_ref()
+            .map(|v| (v.users.uid_map.clone(), v.users.gid_map.clone()))
+    });
+    let (uid, gid, cuid, cgid) = match view {
+        None => (d.uid, d.gid, d.cuid, d.cgid),
+        Some((u, g)) => (
+            to_host(&u, d.uid)?,
+            to_host(&g, d.gid)?,
+            to_host(&u, d.cuid)?,
+            to_host(&g, d.cgid)?,
+        ),
+    };
+    Ok(IpcPerm {
         key: d.key as i32,
-        uid: d.uid,
-        gid: d.gid,
-        cuid: d.cuid,
-        cgid: d.cgid,
+        uid,
+        gid,
+        cuid,
+        cgid,
         mode: d.mode,
-    }
+    })
 }
 
 fn object_id(kind: &str, d: &pb::IpcDescEntry, file: &str) -> Result<i32, String> {
@@ -223,7 +327,7 @@ fn restore_shm(dir: &ImageDir, name: &str, var: &pb::IpcVarEntry) -> Result<(), 
         .map_err(|e| e.to_string())?
     {
         let id = object_id("shm segment", &e.desc, &img.name)?;
-        let perm = perm_of(&e.desc);
+        let perm = perm_of(&e.desc)?;
         let who = format!("shm segment id {id} (key {:#x})", e.desc.key);
         let file = img.name.clone();
         let fail = |what: String| format!("{file}: {who}: {what}");
@@ -279,7 +383,7 @@ fn restore_msg(dir: &ImageDir, name: &str, var: &pb::IpcVarEntry) -> Result<(), 
         .map_err(|e| e.to_string())?
     {
         let id = object_id("message queue", &e.desc, &img.name)?;
-        let perm = perm_of(&e.desc);
+        let perm = perm_of(&e.desc)?;
         let who = format!("message queue id {id} (key {:#x})", e.desc.key);
         let file = img.name.clone();
         let fail = |what: String| format!("{file}: {who}: {what}");
@@ -328,7 +432,7 @@ fn restore_sem(dir: &ImageDir, name: &str, var: &pb::IpcVarEntry) -> Result<(), 
         .map_err(|e| e.to_string())?
     {
         let id = object_id("semaphore set", &e.desc, &img.name)?;
-        let perm = perm_of(&e.desc);
+        let perm = perm_of(&e.desc)?;
         let who = format!("semaphore set id {id} (key {:#x})", e.desc.key);
         let file = img.name.clone();
         let fail = |what: String| format!("{file}: {who}: {what}");
@@ -534,7 +638,7 @@ mod tests {
             populate();
             let before = snapshot();
             let ns = PathBuf::from(format!("/proc/self/task/{}/ns/ipc", sys::gettid()));
-            stasis_checkpoint::ipc::dump_ipc_ns_at(&ns, &dir, NS).unwrap();
+            stasis_checkpoint::ipc::dump_ipc_ns_at(&ns, &dir, NS, None).unwrap();
             (before, snapshot())
         })
     }
@@ -657,7 +761,7 @@ mod tests {
         let dir = ImageDir::open(images).unwrap();
         in_fresh_ipc_ns(|| {
             let ns = PathBuf::from(format!("/proc/self/task/{}/ns/ipc", sys::gettid()));
-            stasis_checkpoint::ipc::dump_ipc_ns_at(&ns, &dir, NS).unwrap();
+            stasis_checkpoint::ipc::dump_ipc_ns_at(&ns, &dir, NS, None).unwrap();
         });
     }
 
@@ -794,7 +898,7 @@ mod tests {
             std::fs::write("/proc/sys/kernel/shmmni", "1234").unwrap();
             std::fs::write("/proc/sys/fs/mqueue/msg_max", "77").unwrap();
             let ns = PathBuf::from(format!("/proc/self/task/{}/ns/ipc", sys::gettid()));
-            stasis_checkpoint::ipc::dump_ipc_ns_at(&ns, &dir, NS).unwrap();
+            stasis_checkpoint::ipc::dump_ipc_ns_at(&ns, &dir, NS, None).unwrap();
             snapshot()
         });
         let after = in_fresh_ipc_ns(|| {

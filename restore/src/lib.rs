@@ -298,7 +298,23 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let mut hosts = Hosts::identity();
     let built = (|| {
         if let Some(go) = go_write.as_mut() {
+            // A user namespace of its own: mapped before the root does anything in it.
+            if let Some(users) = &tree.ns.users {
+                ns::write_id_maps(root_host, users)?;
+                std::io::Write::write_all(go, b"u").map_err(|source| RestoreError::Io {
+                    path: "namespace pipe".into(),
+                    source,
+                })?;
+            }
             reports.wait_for(&[root], "N")?;
+            if let (Some(id), Some(users)) = (tree.ns.ipc_id, &tree.ns.users) {
+                ipc::restore_ipc_ns_from_host(root_host, &dir, id, users).map_err(|what| {
+                    RestoreError::Child {
+                        pid: root_host,
+                        what: format!("restoring its ipc namespace: {what}"),
+                    }
+                })?;
+            }
             ns::setup_network(&tree.ns, &dir, root_host, &opts.veths)?;
             // The root's cgroups, before it unshares its cgroup namespace: they are the
             // namespace's root.

@@ -46,6 +46,47 @@ pub struct NsPlan {
     pub time: Option<pb::TimensEntry>,
     /// Namespaces to join by path instead of creating (`--join-ns NS:PATH`).
     pub join: Vec<(i32, PathBuf)>,
+    /// The uid and gid maps of a user namespace of the root's own: written by stasis
+    /// into the new one before the root does anything in it.
+    pub users: Option<pb::UsernsEntry>,
+}
+
+/// Most lines of a uid or gid map (the kernel's `UID_GID_MAP_MAX_EXTENTS`).
+const MAX_EXTENTS: usize = 340;
+
+/// A map as `/proc/PID/uid_map` takes it (one write, every line).
+pub fn map_text(file: &str, map: &[pb::UidGidExtent]) -> Result<String> {
+    if map.is_empty() || map.len() > MAX_EXTENTS {
+        return Err(RestoreError::BadImage {
+            file: file.to_string(),
+            what: format!("a map of {} lines (1 to {MAX_EXTENTS})", map.len()),
+        });
+    }
+    let mut text = String::new();
+    for e in map {
+        if e.count == 0 || e.first.checked_add(e.count).is_none() {
+            return Err(RestoreError::BadImage {
+                file: file.to_string(),
+                what: format!("extent {} {} {}", e.first, e.lower_first, e.count),
+            });
+        }
+        text.push_str(&format!("{} {} {}\n", e.first, e.lower_first, e.count));
+    }
+    Ok(text)
+}
+
+/// Gives the new user namespace of `pid` its maps (stasis is privileged over it: no
+/// `setgroups` deny is needed).
+pub fn write_id_maps(pid: i32, users: &pb::UsernsEntry) -> Result<()> {
+    for (name, map) in [("uid_map", &users.uid_map), ("gid_map", &users.gid_map)] {
+        let text = map_text(name, map)?;
+        let path = format!("/proc/{pid}/{name}");
+        std::fs::write(&path, text).map_err(|source| RestoreError::Io {
+            path: path.into(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn ids_of(ids: &pb::TaskKobjIdsEntry) -> [Option<u32>; 8] {
@@ -92,9 +133,11 @@ pub fn read(
                 continue;
             }
             "user" => {
-                return Err(RestoreError::Unsupported(format!(
-                    "the image's root has a {kind} namespace of its own"
-                )))
+                let name = names::userns(t);
+                let users: pb::UsernsEntry = dir.read_one(ImageKind::USERNS, &name)?;
+                map_text(&name, &users.uid_map)?;
+                map_text(&name, &users.gid_map)?;
+                plan.users = Some(users);
             }
             "uts" => {
                 plan.uts = Some(dir.read_one(ImageKind::UTSNS, &names::utsns(t))?);
@@ -365,7 +408,7 @@ fn mount_one(
     let e = |e: stasis_sys::SysError| e.to_string();
     let flags = u64::from(m.flags) & !PROPAGATION;
     let bind = |source: &str| -> std::result::Result<(), String> {
-        make_mountpoint(target, Path::new(source))?;
+        make_mountpoint(target, Path::new(source), plan.users.is_some())?;
         mount(Some(source), target, None, libc::MS_BIND, None).map_err(e)?;
         if flags != 0 {
             let f = libc::MS_REMOUNT | libc::MS_BIND | flags;
@@ -406,12 +449,16 @@ fn mount_one(
             m.root
         ));
     }
-    make_mountpoint(target, Path::new("/"))?;
+    make_mountpoint(target, Path::new("/"), plan.users.is_some())?;
     let fresh = (flags | u64::from(m.sb_flags.unwrap_or(0))) & !(libc::MS_RDONLY);
-    let data = (!m.options.is_empty()).then_some(m.options.as_str());
+    let options = match &plan.users {
+        Some(users) => options_in_userns(&m.options, users)?,
+        None => m.options.clone(),
+    };
+    let data = (!options.is_empty()).then_some(options.as_str());
     mount(Some(&m.source), target, Some(fstype), fresh, data).map_err(e)?;
     if fstype == "tmpfs" {
-        fill_tmpfs(m, target, images)?;
+        fill_tmpfs(m, target, images, plan)?;
     }
     if fstype == "devpts" {
         // Before anything binds /dev/pts/N (a runtime's /dev/console) or opens it.
@@ -428,8 +475,45 @@ fn mount_one(
     Ok(())
 }
 
+/// Mount options with the ids of a user namespace of the tree's own: the kernel shows
+/// `uid=`/`gid=` (tmpfs, devpts...) as the host numbers them, and parses them as the
+/// mounting namespace does.
+fn options_in_userns(
+    options: &str,
+    users: &pb::UsernsEntry,
+) -> std::result::Result<String, String> {
+    let inner = |map: &[pb::UidGidExtent], host: u32| {
+        map.iter()
+            .find(|e| host >= e.lower_first && host - e.lower_first < e.count)
+            .map(|e| e.first + (host - e.lower_first))
+            .ok_or_else(|| format!("mount option id {host} is not mapped by its user namespace"))
+    };
+    options
+        .split(',')
+        .map(|o| match o.split_once('=') {
+            Some(("uid", v)) => match v.parse() {
+                Ok(host) => inner(&users.uid_map, host).map(|i| format!("uid={i}")),
+                Err(_) => Ok(o.to_string()),
+            },
+            Some(("gid", v)) => match v.parse() {
+                Ok(host) => inner(&users.gid_map, host).map(|i| format!("gid={i}")),
+                Err(_) => Ok(o.to_string()),
+            },
+            _ => Ok(o.to_string()),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(|v| v.join(","))
+}
+
 /// Creates a missing mount point: a file when what is mounted on it is not a directory.
-fn make_mountpoint(target: &str, source: &Path) -> std::result::Result<(), String> {
+///
+/// `in_userns`: the root is still the host's uid, which its new user namespace does not
+/// map (the kernel refuses files it would own): the namespace's root creates it.
+fn make_mountpoint(
+    target: &str,
+    source: &Path,
+    in_userns: bool,
+) -> std::result::Result<(), String> {
     let t = Path::new(target);
     if std::fs::symlink_metadata(t).is_ok() {
         return Ok(());
@@ -437,6 +521,23 @@ fn make_mountpoint(target: &str, source: &Path) -> std::result::Result<(), Strin
     let is_dir = std::fs::metadata(source)
         .map(|m| m.is_dir())
         .unwrap_or(true);
+    if in_userns {
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", r#"mkdir -p -- "$(dirname -- "$1")" && if [ "$2" = dir ]; then mkdir -- "$1"; else : > "$1"; fi"#, "sh", target])
+            .arg(if is_dir { "dir" } else { "file" });
+        std::os::unix::process::CommandExt::uid(&mut c, 0);
+        std::os::unix::process::CommandExt::gid(&mut c, 0);
+        let out = c
+            .output()
+            .map_err(|err| format!("creating mount point {target}: {err}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "creating mount point {target}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        return Ok(());
+    }
     if let Some(parent) = t.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|err| format!("creating {}: {err}", parent.display()))?;
@@ -454,10 +555,31 @@ fn fill_tmpfs(
     m: &pb::MntEntry,
     target: &str,
     images: BorrowedFd<'_>,
+    plan: &NsPlan,
 ) -> std::result::Result<(), String> {
     let name = names::tmpfs_dev(m.root_dev);
     let file = stasis_sys::ns::open_at(images, &name).map_err(|err| err.to_string())?;
-    let out = std::process::Command::new("tar")
+    let mut tar = std::process::Command::new("tar");
+    if plan.users.is_some() {
+        // The root is still the host's uid here, which its new user namespace does not
+        // map (a file it created would be refused): tar runs as the namespace's root.
+        std::os::unix::process::CommandExt::uid(&mut tar, 0);
+        std::os::unix::process::CommandExt::gid(&mut tar, 0);
+        // The archive holds what covered a mount point at dump (the host's /dev/null
+        // bound there is a device node, which the namespace may not make): the mount
+        // points are made empty, and the mounts go on them.
+        for o in &plan.mounts {
+            if let Some(rel) = o
+                .mountpoint
+                .strip_prefix(m.mountpoint.trim_end_matches('/'))
+                .and_then(|r| r.strip_prefix('/'))
+                .filter(|r| !r.is_empty())
+            {
+                tar.arg(format!("--exclude=./{rel}"));
+            }
+        }
+    }
+    let out = tar
         .args([
             "--extract",
             "--gzip",
@@ -542,7 +664,8 @@ pub fn setup_inside(
         set_uts(uts)?;
     }
     // The IPC objects first: their images are read through the host's path.
-    if let Some(id) = plan.ipc_id {
+    // In a user namespace of its own, stasis does it from outside (see lib.rs).
+    if let (Some(id), None) = (plan.ipc_id, &plan.users) {
         crate::ipc::restore_ipc_ns(dir, id)?;
     }
     if plan.mounts.is_empty() {
@@ -642,4 +765,51 @@ pub fn open_images(dir: &Path) -> Result<std::fs::File> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> pb::UsernsEntry {
+        let e = |first, lower_first, count| pb::UidGidExtent {
+            first,
+            lower_first,
+            count,
+        };
+        pb::UsernsEntry {
+            uid_map: vec![e(0, 100_000, 65536)],
+            gid_map: vec![e(0, 200_000, 65536)],
+        }
+    }
+
+    #[test]
+    fn mount_ids_are_given_as_the_user_namespace_numbers_them() {
+        let got = options_in_userns("size=8192k,uid=100000,gid=200005,mode=755", &users());
+        assert_eq!(got.unwrap(), "size=8192k,uid=0,gid=5,mode=755");
+        let err = options_in_userns("uid=5", &users()).unwrap_err();
+        assert!(err.contains("id 5 is not mapped"), "{err}");
+    }
+
+    #[test]
+    fn maps_are_written_in_one_piece_and_bad_ones_refused() {
+        assert_eq!(
+            map_text("userns-5.img", &users().uid_map).unwrap(),
+            "0 100000 65536\n"
+        );
+        assert!(map_text("userns-5.img", &[]).is_err(), "an empty map");
+        let zero = pb::UidGidExtent {
+            first: 0,
+            lower_first: 1,
+            count: 0,
+        };
+        let e = map_text("userns-5.img", &[zero]).unwrap_err().to_string();
+        assert!(e.contains("userns-5.img"), "{e}");
+        let wraps = pb::UidGidExtent {
+            first: u32::MAX,
+            lower_first: 1,
+            count: 2,
+        };
+        assert!(map_text("userns-5.img", &[wraps]).is_err(), "past u32");
+    }
 }

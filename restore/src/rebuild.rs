@@ -846,7 +846,10 @@ fn set_creds(c: &mut Ctx, th: &pb::ThreadCoreEntry) -> Result<()> {
             .filter_map(|s| s.parse::<u32>().ok())
             .collect::<Vec<u32>>()
     };
-    let same = ids(field("Uid:")) == [cr.uid, cr.euid, cr.suid, cr.fsuid]
+    // Ids read from stasis's own status compare only within stasis's user namespace.
+    let userns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let same = userns("self") == userns(&c.t.pid().to_string())
+        && ids(field("Uid:")) == [cr.uid, cr.euid, cr.suid, cr.fsuid]
         && ids(field("Gid:")) == [cr.gid, cr.egid, cr.sgid, cr.fsgid]
         && ids(field("Groups:")) == cr.groups;
     if same {

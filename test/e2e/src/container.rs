@@ -73,11 +73,27 @@ impl Container {
         argv: &[&str],
         netns: Option<&Path>,
     ) -> Container {
+        Self::start_with(rootfs, hostname, argv, netns, None)
+    }
+
+    /// [`Container::start_in`], and with `userns` a user namespace of its own mapping
+    /// its ids 0..65535 to the host's `userns..userns+65535` (the init runs as its root).
+    pub fn start_with(
+        rootfs: &Path,
+        hostname: &str,
+        argv: &[&str],
+        netns: Option<&Path>,
+        userns: Option<u32>,
+    ) -> Container {
         proc::become_subreaper();
         let out = std::process::Command::new(workload_bin("nsinit"))
             .env(
                 "NSINIT_NETNS",
                 netns.map(|p| p.as_os_str()).unwrap_or_default(),
+            )
+            .env(
+                "NSINIT_USERNS",
+                userns.map(|id| id.to_string()).unwrap_or_default(),
             )
             .arg(rootfs)
             .arg(hostname)

@@ -261,6 +261,116 @@ fn a_container_comes_back_whatever_descriptors_stasis_is_started_with() {
     }
 }
 
+/// The host ids a user-namespace container's ids 0..65535 are.
+const USERNS_BASE: u32 = 100_000;
+
+/// A container with a user namespace of its own (ids 0..65535 are the host's
+/// 100000..165535; its files belong to 100000): the maps come back, the init is still
+/// the namespace's root, its files and SysV segment keep their owners, and the workload
+/// finds everything as it left it.
+#[test]
+fn a_container_in_a_user_namespace_of_its_own_comes_back_with_its_maps_and_owners() {
+    let dir = ScratchDir::new("container-userns");
+    let images = dir.subdir("images");
+    let rootfs = dir.subdir("rootfs");
+    busybox_rootfs(&rootfs, &["nsworker_static"]);
+    let owner = format!("{USERNS_BASE}:{USERNS_BASE}");
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &owner])
+        .arg(&rootfs)
+        .status()
+        .expect("chown");
+    assert!(chown.success(), "chown -R {owner} the rootfs");
+    let mut c = Container::start_with(
+        &rootfs,
+        HOSTNAME,
+        &["/bin/nsworker", HOSTNAME],
+        None,
+        Some(USERNS_BASE),
+    );
+    let t = wait_ticks(&rootfs, 3, Duration::from_secs(10));
+    assert!(t.iter().all(|(_, s)| s == "ok"), "before the dump: {t:?}");
+    let map_before = std::fs::read_to_string(format!("/proc/{}/uid_map", c.pid)).unwrap();
+
+    dump(&images, c.pid, &["--ext-mount-map", "/dev/null:devnull"]).assert_success();
+    c.assert_gone(Duration::from_secs(10));
+    let at_dump = ticks(&rootfs);
+
+    // As crit reads them: the maps, and ids as the namespace numbers them.
+    let set = crit_decode_all(&images);
+    let ids = &set.entries("ids-1.img")[0];
+    let userns = &set.entries(&format!("userns-{}.img", ids["user_ns_id"]))[0];
+    assert_eq!(userns["uid_map"][0]["first"], 0);
+    assert_eq!(userns["uid_map"][0]["lower_first"], USERNS_BASE);
+    assert_eq!(userns["uid_map"][0]["count"], 65536);
+    assert_eq!(userns["gid_map"][0]["lower_first"], USERNS_BASE);
+    let creds = &set.entries("core-1.img")[0]["thread_core"]["creds"];
+    assert_eq!(
+        (creds["uid"].as_u64(), creds["gid"].as_u64()),
+        (Some(0), Some(0)),
+        "the init was the namespace's root: {creds}"
+    );
+    let shm = set.entries(&format!("ipcns-shm-{}.img", ids["ipc_ns_id"]));
+    assert_eq!(
+        shm[0]["desc"]["uid"], 0,
+        "the segment's owner as the namespace sees it"
+    );
+
+    let pidfile = dir.join("pid");
+    restore(
+        &images,
+        &[
+            "--root",
+            rootfs.to_str().unwrap(),
+            "--ext-mount-map",
+            "devnull:/dev/null",
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+    )
+    .assert_success();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid in the pidfile");
+    c.restored_as(pid);
+
+    let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
+    assert_eq!(
+        after[at_dump.len()].0,
+        at_dump.last().expect("ticks before the dump").0 + 1,
+        "the first tick after restore follows the last before the dump"
+    );
+    let bad: Vec<_> = after.iter().filter(|(_, s)| s != "ok").collect();
+    assert!(bad.is_empty(), "the workload found {bad:?}");
+
+    let mine = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let its = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_ne!(mine, its, "the restored init has its own user namespace");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap(),
+        map_before,
+        "the same uid map"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid.split_whitespace().nth(1),
+        Some(USERNS_BASE.to_string().as_str()),
+        "the init is the namespace's root again (host uid {USERNS_BASE}): {uid}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let note = std::fs::metadata(format!("/proc/{pid}/root/tmp/note")).unwrap();
+    assert_eq!(
+        (note.uid(), note.gid()),
+        (USERNS_BASE, USERNS_BASE),
+        "the tmpfs file keeps its owner"
+    );
+    let ipcs = c.nsenter(&["-i"], &["ipcs", "-m"]);
+    assert!(ipcs.contains("0x0057a515"), "the segment is back: {ipcs}");
+}
+
 #[test]
 fn restoring_a_container_without_its_root_or_an_external_mount_fails_by_name_and_leaves_nothing() {
     let dir = ScratchDir::new("container-refused");

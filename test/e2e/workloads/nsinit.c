@@ -9,7 +9,11 @@
  * reparented to the nearest subreaper (the test).
  *
  * With NSINIT_NETNS=PATH the container joins that network namespace (one its
- * runtime owns, as `ip netns add` makes) instead of getting a new one. */
+ * runtime owns, as `ip netns add` makes) instead of getting a new one.
+ *
+ * With NSINIT_USERNS=HOSTID the container also gets a user namespace of its own, which
+ * maps its ids 0..65535 to the host's HOSTID..HOSTID+65535, and its init runs as the
+ * namespace's root (the root filesystem should belong to HOSTID). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +28,8 @@
 #include <unistd.h>
 
 static char **args;
+/* The user namespace case: the init waits on this pipe until its maps are written. */
+static int mapped[2] = {-1, -1};
 
 static void die(const char *what) {
 	fprintf(stderr, "nsinit: %s: %s\n", what, strerror(errno));
@@ -40,6 +46,15 @@ static void mnt(const char *src, const char *dst, const char *type, unsigned lon
 static int init(void *unused) {
 	(void)unused;
 	const char *root = args[1];
+	if (mapped[0] >= 0) {
+		char c;
+		close(mapped[1]);
+		if (read(mapped[0], &c, 1) != 1)
+			die("wait for the id maps");
+		close(mapped[0]);
+		if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+			die("become the user namespace's root");
+	}
 	mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	mnt(root, root, NULL, MS_BIND, NULL);
 	if (chdir(root) < 0)
@@ -96,9 +111,28 @@ int main(int argc, char **argv) {
 		close(fd);
 		flags &= ~CLONE_NEWNET;
 	}
+	const char *userns = getenv("NSINIT_USERNS");
+	if (userns && *userns) {
+		if (pipe(mapped) < 0)
+			die("pipe");
+		flags |= CLONE_NEWUSER;
+	}
 	pid_t pid = clone(init, stack + sizeof(stack), flags, NULL);
 	if (pid < 0)
 		die("clone");
+	if (mapped[1] >= 0) {
+		char path[64], map[64];
+		int len = snprintf(map, sizeof(map), "0 %s 65536\n", userns);
+		for (int i = 0; i < 2; i++) {
+			snprintf(path, sizeof(path), "/proc/%d/%s", pid, i ? "gid_map" : "uid_map");
+			int fd = open(path, O_WRONLY);
+			if (fd < 0 || write(fd, map, len) != len)
+				die(path);
+			close(fd);
+		}
+		if (write(mapped[1], "m", 1) != 1)
+			die("signal the init");
+	}
 	printf("%d\n", pid);
 	fflush(stdout);
 	return 0;
