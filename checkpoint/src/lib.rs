@@ -100,6 +100,9 @@ pub struct DumpOptions {
     /// External mounts, `KEY:VAL` as CRIU's `--ext-mount-map` / `--external mnt[KEY]:VAL`:
     /// the mount at mount point KEY is not dumped but recorded as external with key VAL.
     pub external_mounts: Vec<(String, String)>,
+    /// `--ext-mount-map auto` (RPC `auto_ext_mnt`): a mount bound from outside the
+    /// container that was not declared external is, keyed by its host path.
+    pub external_mounts_auto: bool,
     /// Namespaces (clone flags) whose contents are not dumped (`--empty-ns net`): the
     /// restore gives the tree a new, empty one.
     pub empty_ns: i32,
@@ -832,7 +835,14 @@ fn dump_namespaces(
         ns::dump_uts(pid, dir, own.id(3))?;
     }
     if own.has("mnt") {
-        mounts::dump(pid, dir, own.id(4), &opts.external_mounts, users.is_some())?;
+        mounts::dump(
+            pid,
+            dir,
+            own.id(4),
+            &opts.external_mounts,
+            users.is_some(),
+            opts.external_mounts_auto,
+        )?;
     }
     if own.has("time") {
         ns::dump_time(pid, dir, own.id(7))?;

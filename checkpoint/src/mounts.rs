@@ -176,12 +176,16 @@ fn recreatable(fstype: &str) -> bool {
 ///
 /// `in_userns`: the tree has a user namespace of its own; tmpfs contents are archived
 /// from inside it, so the archive holds the owners as the container sees them.
+///
+/// `auto` (`--ext-mount-map auto`): a mount bound from outside the container that was
+/// not declared external is, keyed by the host path it is bound from.
 pub fn dump(
     pid: i32,
     dir: &ImageDir,
     id: u32,
     external: &[(String, String)],
     in_userns: bool,
+    auto: bool,
 ) -> Result<()> {
     let path = format!("/proc/{pid}/mountinfo");
     let text = std::fs::read_to_string(&path).map_err(|source| DumpError::Io {
@@ -195,7 +199,11 @@ pub fn dump(
             what: format!("cannot parse {line:?}"),
         })?);
     }
-    let entries = entries(pid, &mounts, external)?;
+    let mut external = external.to_vec();
+    if auto {
+        external.extend(auto_external(&mounts, &external)?);
+    }
+    let entries = entries(pid, &mounts, &external)?;
     dir.write(ImageKind::MNTS, &names::mountpoints(id), &entries)?;
     let mut archived = BTreeSet::new();
     for (m, e) in mounts.iter().zip(&entries) {
@@ -206,6 +214,82 @@ pub fn dump(
     Ok(())
 }
 
+/// The root mount of a tree: the one whose parent is not in it.
+fn tree_root(mounts: &[MountInfo]) -> Option<&MountInfo> {
+    let ids: BTreeSet<u32> = mounts.iter().map(|m| m.id).collect();
+    mounts.iter().find(|m| !ids.contains(&m.parent))
+}
+
+/// Whether mount `m` can be made again from the tree alone: it is the root, a fresh
+/// filesystem, or a bind of (part of) another mount of the tree — the root, a fresh
+/// filesystem, or an external mount (a mask bound from the external /dev/null).
+fn rebuilt_from_tree(m: &MountInfo, mounts: &[MountInfo], external: &[(String, String)]) -> bool {
+    let Some(root) = tree_root(mounts) else {
+        return false;
+    };
+    let fresh = recreatable(&m.fstype) && m.root == "/";
+    let bound_from_tree = mounts.iter().any(|o| {
+        o.id != m.id
+            && o.dev == m.dev
+            && (o.id == root.id
+                || (recreatable(&o.fstype) && o.root == "/")
+                || external.iter().any(|(k, _)| *k == o.mountpoint))
+            && is_under(&m.root, &o.root)
+    });
+    m.id == root.id || fresh || bound_from_tree
+}
+
+/// `--ext-mount-map auto`: every mount of the tree that would be refused (not
+/// recreatable, not bound from the tree, not declared external) but is bound from a
+/// path of stasis's own mount namespace becomes external, keyed by that host path (the
+/// restore binds it from there unless the key is mapped elsewhere).
+fn auto_external(
+    mounts: &[MountInfo],
+    declared: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    let own = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| DumpError::Io {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    let host: Vec<MountInfo> = own.lines().filter_map(parse_line).collect();
+    let mut out = Vec::new();
+    for m in mounts {
+        if declared.iter().any(|(k, _)| *k == m.mountpoint) {
+            continue;
+        }
+        // With the ones found so far: a mask bound from an auto-external /dev/null is
+        // a bind of the tree, not another external mount.
+        let known: Vec<(String, String)> = declared.iter().chain(&out).cloned().collect();
+        if rebuilt_from_tree(m, mounts, &known) {
+            continue;
+        }
+        let Some(h) = host
+            .iter()
+            .filter(|h| h.dev == m.dev && is_under(&m.root, &h.root))
+            .max_by_key(|h| h.root.len())
+        else {
+            continue;
+        };
+        let rest = if h.root == "/" {
+            m.root.as_str()
+        } else {
+            &m.root[h.root.len()..]
+        };
+        let path = format!("{}{}", h.mountpoint.trim_end_matches('/'), rest);
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
+        log::info!(
+            "mount {} is external (auto): bound from the host's {path}",
+            m.mountpoint
+        );
+        out.push((m.mountpoint.clone(), path));
+    }
+    Ok(out)
+}
+
 /// The image entries of a mount tree; refuses a mount that can be neither recreated,
 /// nor bound from another mount of the tree, nor is declared external.
 pub fn entries(
@@ -213,14 +297,10 @@ pub fn entries(
     mounts: &[MountInfo],
     external: &[(String, String)],
 ) -> Result<Vec<pb::MntEntry>> {
-    let ids: BTreeSet<u32> = mounts.iter().map(|m| m.id).collect();
-    let root = mounts
-        .iter()
-        .find(|m| !ids.contains(&m.parent))
-        .ok_or_else(|| DumpError::Proc {
-            path: format!("/proc/{pid}/mountinfo"),
-            what: "no root mount".into(),
-        })?;
+    let root = tree_root(mounts).ok_or_else(|| DumpError::Proc {
+        path: format!("/proc/{pid}/mountinfo"),
+        what: "no root mount".into(),
+    })?;
     let mut out = Vec::with_capacity(mounts.len());
     for m in mounts {
         let ext = external
@@ -228,18 +308,7 @@ pub fn entries(
             .find(|(k, _)| *k == m.mountpoint)
             .map(|(_, v)| v.clone());
         let is_root = m.id == root.id;
-        // A bind of (part of) another mount of the tree: the root, a fresh filesystem,
-        // or an external mount (a mask bound from the external /dev/null).
-        let bound_from_tree = mounts.iter().any(|o| {
-            o.id != m.id
-                && o.dev == m.dev
-                && (o.id == root.id
-                    || (recreatable(&o.fstype) && o.root == "/")
-                    || external.iter().any(|(k, _)| *k == o.mountpoint))
-                && is_under(&m.root, &o.root)
-        });
-        let fresh = recreatable(&m.fstype) && m.root == "/";
-        if ext.is_none() && !is_root && !fresh && !bound_from_tree {
+        if ext.is_none() && !rebuilt_from_tree(m, mounts, external) {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(

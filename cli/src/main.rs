@@ -127,6 +127,7 @@ fn dump(args: &Args) -> Result<ExitCode> {
         ghost_limit: args.ghost_limit,
         file_locks: args.file_locks,
         external_mounts: args.ext_mounts.clone(),
+        external_mounts_auto: args.ext_mount_auto,
         empty_ns: args.empty_ns,
         network_lock: !args.network_lock_skip,
         external_netns: args.external_netns.clone(),

@@ -55,6 +55,7 @@ pub fn dump(conn: &Arc<Conn>, opts: &CriuOpts) -> Result<CriuResp, RpcError> {
         hook,
         freeze_cgroup: setup.freeze_cgroup.clone(),
         external_mounts: setup.ext_mounts.clone(),
+        external_mounts_auto: setup.ext_mounts_auto,
         empty_ns: setup.empty_ns,
         network_lock: setup.network_lock,
         external_netns: setup.external_netns.clone(),

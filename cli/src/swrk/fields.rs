@@ -96,7 +96,7 @@ pub static FIELDS: &[Field] = &[
     f(25, "cg_root", Honoured, |o| !o.cg_root.is_empty()),
     f(26, "rst_sibling", Honoured, |o| yes(o.rst_sibling)),
     f(27, "inherit_fd", Honoured, |o| !o.inherit_fd.is_empty()),
-    f(28, "auto_ext_mnt", Container, |o| yes(o.auto_ext_mnt)),
+    f(28, "auto_ext_mnt", Honoured, |o| yes(o.auto_ext_mnt)),
     f(29, "ext_sharing", Container, |o| yes(o.ext_sharing)),
     f(30, "ext_masters", Container, |o| yes(o.ext_masters)),
     f(31, "skip_mnt", Container, |o| !o.skip_mnt.is_empty()),
@@ -246,12 +246,12 @@ mod tests {
         let refused = CriuOpts {
             images_dir_fd: 3,
             lazy_pages: Some(true),
-            auto_ext_mnt: Some(true),
+            ext_sharing: Some(true),
             ..Default::default()
         };
         match check(&refused).unwrap_err() {
             RpcError::Unsupported { fields, .. } => {
-                assert_eq!(fields, ["auto_ext_mnt", "lazy_pages"])
+                assert_eq!(fields, ["ext_sharing", "lazy_pages"])
             }
             other => panic!("{other}"),
         }

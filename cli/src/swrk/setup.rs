@@ -73,6 +73,8 @@ pub struct Setup {
     pub root: Option<PathBuf>,
     /// `ext_mnt` and `external` `mnt[KEY]:VAL`: external mounts, in order.
     pub ext_mounts: Vec<(String, String)>,
+    /// `auto_ext_mnt`: mounts from outside the container are external by host path.
+    pub ext_mounts_auto: bool,
     /// `veths` and `external` `veth[IN]:OUT`.
     pub veths: Vec<(String, String)>,
     /// `empty_ns`: only `CLONE_NEWNET` can be asked for.
@@ -230,6 +232,7 @@ pub fn prepare(conn: &Conn, opts: &CriuOpts, purpose: Purpose) -> Result<Setup, 
         },
         root: opts.root.as_ref().map(PathBuf::from),
         ext_mounts,
+        ext_mounts_auto: opts.auto_ext_mnt == Some(true),
         veths,
         empty_ns,
         network_lock,

@@ -261,6 +261,71 @@ fn a_container_comes_back_whatever_descriptors_stasis_is_started_with() {
     }
 }
 
+/// `--ext-mount-map auto`: the host's /dev/null bound into the container is found
+/// external by itself, keyed by its host path, and the restore binds it from there with
+/// no map given.
+#[test]
+fn ext_mount_map_auto_keys_a_host_bind_by_its_host_path() {
+    let dir = ScratchDir::new("container-auto");
+    let images = dir.subdir("images");
+    let rootfs = dir.subdir("rootfs");
+    busybox_rootfs(&rootfs, &["nsworker_static"]);
+    let mut c = Container::start(&rootfs, HOSTNAME, &["/bin/nsworker", HOSTNAME]);
+    wait_ticks(&rootfs, 3, Duration::from_secs(10));
+    dump(&images, c.pid, &["--ext-mount-map", "auto"]).assert_success();
+    c.assert_gone(Duration::from_secs(10));
+    let at_dump = ticks(&rootfs);
+
+    let set = crit_decode_all(&images);
+    let ids = &set.entries("ids-1.img")[0];
+    let mounts = set.entries(&format!("mountpoints-{}.img", ids["mnt_ns_id"]));
+    let devnull = mounts
+        .iter()
+        .find(|m| m["mountpoint"] == "/dev/null")
+        .expect("/dev/null");
+    assert_eq!(devnull["ext_key"], "/dev/null", "keyed by its host path");
+    let mask = mounts
+        .iter()
+        .find(|m| m["mountpoint"] == "/proc/timer_list")
+        .expect("/proc/timer_list");
+    assert!(
+        mask.get("ext_key").is_none_or(|k| k.is_null()),
+        "the mask is bound from the tree, not external: {mask}"
+    );
+
+    let pidfile = dir.join("pid");
+    restore(
+        &images,
+        &[
+            "--root",
+            rootfs.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+    )
+    .assert_success();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid in the pidfile");
+    c.restored_as(pid);
+    let after = wait_ticks(&rootfs, at_dump.len() + 2, Duration::from_secs(10));
+    assert_eq!(
+        after[at_dump.len()].0,
+        at_dump.last().expect("ticks").0 + 1,
+        "the counter continues"
+    );
+    assert!(after.iter().all(|(_, s)| s == "ok"), "{after:?}");
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert!(
+        mountinfo
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/dev/null")),
+        "/dev/null is mounted again:\n{mountinfo}"
+    );
+}
+
 /// The host ids a user-namespace container's ids 0..65535 are.
 const USERNS_BASE: u32 = 100_000;
 
