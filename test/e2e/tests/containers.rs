@@ -456,6 +456,19 @@ fn restoring_a_container_without_its_root_or_an_external_mount_fails_by_name_and
     let n = ticks(&rootfs).len();
     wait_ticks(&rootfs, n + 2, Duration::from_secs(10));
 
+    // A POSIX message queue (not dumped): refused by name, and the container runs on.
+    c.nsenter(&["-m", "-i"], &["touch", "/dev/mqueue/stasis-q"]);
+    let refused = dump(&images, c.pid, &["--ext-mount-map", "/dev/null:devnull"]);
+    refused.assert_clean_failure();
+    assert!(
+        refused.stderr.contains("POSIX message queues") && refused.stderr.contains("stasis-q"),
+        "the dump names the queue: {}",
+        refused.stderr
+    );
+    let n = ticks(&rootfs).len();
+    wait_ticks(&rootfs, n + 2, Duration::from_secs(10));
+    c.nsenter(&["-m", "-i"], &["rm", "/dev/mqueue/stasis-q"]);
+
     dump(&images, c.pid, &["--ext-mount-map", "/dev/null:devnull"]).assert_success();
     c.assert_gone(Duration::from_secs(10));
     let listing = |d: &Path| {
