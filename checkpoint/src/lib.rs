@@ -222,15 +222,8 @@ fn preflight(
                 ),
             })
         }
-        Some(p) if stat.pgid != pid && stat.pgid != p.pgid => {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!(
-                    "is in process group {}, neither its own nor its parent's; not supported yet",
-                    stat.pgid
-                ),
-            })
-        }
+        // Another process's group (a pipeline's, made by a shell): that leader must be
+        // in the tree too, which refuse_foreign_groups checks once the tree is known.
         _ => {}
     }
     Ok(stat)
@@ -365,6 +358,46 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
     Ok(())
 }
 
+/// A process in another's process group needs that group's leader in the tree (and in
+/// its session): the restore makes the group with the leader, then moves the member in.
+fn refuse_foreign_groups(members: &[Member]) -> Result<()> {
+    let pid_of = |m: &Member| match m {
+        Member::Alive { pid, .. } | Member::Zombie { pid, .. } => *pid,
+    };
+    let stat_of = |m: &Member| match m {
+        Member::Alive { stat, .. } | Member::Zombie { stat, .. } => stat.clone(),
+    };
+    for (i, m) in members.iter().enumerate() {
+        let (pid, stat) = (pid_of(m), stat_of(m));
+        if stat.pgid == pid || matches!(stat.state, 'Z' | 'X') {
+            continue;
+        }
+        let parent_pgid = members
+            .iter()
+            .find(|p| match m {
+                Member::Alive { ppid, .. } | Member::Zombie { ppid, .. } => pid_of(p) == *ppid,
+            })
+            .map(|p| stat_of(p).pgid);
+        if i == 0 || parent_pgid == Some(stat.pgid) {
+            continue;
+        }
+        let leader = members.iter().find(|l| pid_of(l) == stat.pgid);
+        match leader.map(stat_of) {
+            Some(l) if l.pgid == stat.pgid && l.sid == stat.sid => {}
+            _ => {
+                return Err(DumpError::Unsupported {
+                    pid,
+                    what: format!(
+                        "is in process group {}, whose leader is not a process of the tree in its session; not supported yet",
+                        stat.pgid
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The per-process object ids, with the namespace ids of `own`.
 fn ids_of(index: usize, own: &ns::OwnNamespaces) -> pb::TaskKobjIdsEntry {
     let base = if index == 0 {
@@ -407,6 +440,7 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     );
     let freezer = hold.as_ref().and_then(|h| h.record());
     refuse_shared_tables(&members)?;
+    refuse_foreign_groups(&members)?;
     let own = ns::of_root(opts.pid)?;
     let mut pids = ns::PidMap::default();
     if own.has("user") {

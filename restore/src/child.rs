@@ -136,7 +136,18 @@ pub fn run(
                     None,
                 ),
             },
-            Ok(Forked::Parent(_)) => {}
+            Ok(Forked::Parent(child_pid)) => {
+                // A group leader's group exists as soon as it is forked (the child makes
+                // it too, but later siblings may need to join it first), as a shell
+                // does for a pipeline.
+                let leads = match node {
+                    TaskNode::Alive(p) => p.pgid == p.pid,
+                    TaskNode::Zombie { pid, pgid, .. } => pgid == pid,
+                };
+                if leads {
+                    let _ = process::setpgid(child_pid, child_pid);
+                }
+            }
             Err(e) => fail(format!("forking child pid {}: {e}", node.pid())),
         }
     }
@@ -237,8 +248,31 @@ fn session(plan: &TaskPlan, root: bool, shell_job: bool) -> Result<(), String> {
         ));
     } else if plan.pgid == plan.pid {
         process::setpgid(0, 0).map_err(|e| e.to_string())?;
+    } else if plan.pgid != process::getpgrp() {
+        join_group(plan)?;
     }
     Ok(())
+}
+
+/// Moves the task into the group another task of the tree leads (a shell pipeline's).
+/// A leader forked by the same parent earlier already has its group (the parent made
+/// it); one elsewhere in the tree may still be on its way, so a little patience.
+fn join_group(plan: &TaskPlan) -> Result<(), String> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match process::setpgid(0, plan.pgid) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < until && e.errno() == Some(libc::EPERM) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "pid {} cannot join process group {}: {e}",
+                    plan.pid, plan.pgid
+                ))
+            }
+        }
+    }
 }
 
 fn setup(plan: &TaskPlan, made: Made) -> Result<(), String> {

@@ -254,6 +254,12 @@ pub fn setpgid(pid: pid_t, pgid: pid_t) -> Result<()> {
     check(ret as c_long, "setpgid", format!("pid {pid} pgid {pgid}")).map(drop)
 }
 
+/// `getpgid(0)`: the calling process's process group.
+pub fn getpgrp() -> pid_t {
+    // SAFETY: no arguments; getpgrp cannot fail.
+    unsafe { libc::getpgrp() }
+}
+
 /// `personality(persona)` for the calling process.
 pub fn set_personality(persona: u32) -> Result<()> {
     // SAFETY: plain integer argument.

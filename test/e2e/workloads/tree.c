@@ -1,6 +1,7 @@
 /*
  * tree LOG: a process tree. The root forks three children; child 1 leads its own
- * process group, child 2 forks a grandchild; a fourth child exits at once with status 7
+ * process group, child 2 joins that group (as a shell puts a pipeline in one group) and
+ * forks a grandchild; a fourth child exits at once with status 7
  * and stays a zombie until the root gets SIGUSR1, when the root reaps it and logs
  * "reaped <pid> status <code>". Every live process logs, every ~20 ms,
  *   "tick <name> <counter> pid <pid> ppid <ppid> pgid <pgid> sid <sid>"
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
 	workload_start(argv[1]);
 	signal(SIGUSR1, on_usr1);
 	log_line("start pid %d", getpid());
+	pid_t leader = 0;
 	for (int i = 0; i < 3; i++) {
 		pid_t c = fork();
 		if (c < 0)
@@ -55,6 +57,8 @@ int main(int argc, char **argv)
 			snprintf(name, sizeof name, "child%d", i);
 			if (i == 1 && setpgid(0, 0) < 0)
 				die("setpgid");
+			if (i == 2 && setpgid(0, leader) < 0)
+				die("setpgid to child1's group");
 			if (i == 2) {
 				pid_t g = fork();
 				if (g < 0)
@@ -63,6 +67,12 @@ int main(int argc, char **argv)
 					tick_forever("grandchild", 0);
 			}
 			tick_forever(name, 0);
+		}
+		if (i == 1) {
+			/* The group exists before child 2 is forked to join it. */
+			leader = c;
+			if (setpgid(c, c) < 0 && errno != EACCES)
+				die("setpgid child1");
 		}
 	}
 	pid_t z = fork();
