@@ -149,6 +149,15 @@ impl Container {
     }
 }
 
+/// The PID in a pidfile stasis wrote (`--pidfile`); panics naming the file otherwise.
+pub fn read_pidfile(path: &Path) -> Pid {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("pidfile {}: {e}", path.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("pidfile {} holds {text:?}", path.display()))
+}
+
 /// Lines of the host's mount table that mention `path`: none may be left by a
 /// container's restore, failed or not.
 pub fn host_mounts_under(path: &Path) -> Vec<String> {

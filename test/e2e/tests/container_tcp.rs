@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stasis_e2e::container::{busybox_rootfs, host_mounts_under, Container};
+use stasis_e2e::container::{busybox_rootfs, host_mounts_under, read_pidfile, Container};
 use stasis_e2e::netpeer::{in_netns, run_ok, EchoStream, Veth};
 use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir};
 
@@ -165,11 +165,7 @@ fn a_tcp_client_streams_through_a_checkpoint_and_restore_of_the_servers_network_
     )
     .assert_success();
     let restore_time = t.elapsed();
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .expect("pidfile")
-        .trim()
-        .parse()
-        .expect("pid in the pidfile");
+    let pid = read_pidfile(&pidfile);
     c.restored_as(pid);
     assert!(veth.host_exists(), "the restore recreated {}", veth.host);
     client.assert_ok();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use stasis_e2e::cgroups::{cgroup_of, read, TestCgroups, ROOT};
-use stasis_e2e::container::{busybox_rootfs, host_mounts_under, Container};
+use stasis_e2e::container::{busybox_rootfs, host_mounts_under, read_pidfile, Container};
 use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir};
 
 const HOSTNAME: &str = "stasis-ct";
@@ -141,11 +141,7 @@ fn a_container_init_comes_back_as_pid_1_of_new_namespaces_with_hostname_tmpfs_sh
         ],
     );
     out.assert_success();
-    let pid: i32 = std::fs::read_to_string(dir.join("pid"))
-        .expect("pidfile")
-        .trim()
-        .parse()
-        .expect("pid in the pidfile");
+    let pid = read_pidfile(&dir.join("pid"));
     c.restored_as(pid);
 
     let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
@@ -244,11 +240,7 @@ fn a_container_comes_back_whatever_descriptors_stasis_is_started_with() {
             ],
         )
         .assert_success();
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .expect("pidfile")
-            .trim()
-            .parse()
-            .expect("pid in the pidfile");
+        let pid = read_pidfile(&pidfile);
         c.restored_as(pid);
         let after = wait_ticks(&rootfs, at_dump.len() + 1, Duration::from_secs(10));
         assert_eq!(
@@ -304,11 +296,7 @@ fn ext_mount_map_auto_keys_a_host_bind_by_its_host_path() {
         ],
     )
     .assert_success();
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .expect("pidfile")
-        .trim()
-        .parse()
-        .expect("pid in the pidfile");
+    let pid = read_pidfile(&pidfile);
     c.restored_as(pid);
     let after = wait_ticks(&rootfs, at_dump.len() + 2, Duration::from_secs(10));
     assert_eq!(
@@ -394,11 +382,7 @@ fn a_container_in_a_user_namespace_of_its_own_comes_back_with_its_maps_and_owner
         ],
     )
     .assert_success();
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .expect("pidfile")
-        .trim()
-        .parse()
-        .expect("pid in the pidfile");
+    let pid = read_pidfile(&pidfile);
     c.restored_as(pid);
 
     let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
