@@ -445,7 +445,7 @@ fn ctr_task_checkpoint_then_container_checkpoint_and_restore_continue_the_counte
 
     // ctr c checkpoint --task (the task paused around it), then kill, remove and restore
     // the container.
-    let before = read_counter(&counter).expect("counter before the container checkpoint");
+    let before = wait_counter_above(&counter, 0, COUNT_TIMEOUT);
     ctd.ctr(
         ns,
         &[
@@ -459,7 +459,9 @@ fn ctr_task_checkpoint_then_container_checkpoint_and_restore_continue_the_counte
         ],
     )
     .assert_success();
-    let last = read_counter(&counter).expect("counter at the container checkpoint");
+    // The task was paused around the checkpoint, perhaps between the shell's truncating
+    // and rewriting the file (CI once read it empty): the first value readable after it.
+    let last = wait_counter_above(&counter, 0, COUNT_TIMEOUT);
     ctd.ctr(ns, &["tasks", "kill", "-s", "SIGKILL", "k1"])
         .assert_success();
     assert!(before >= still && last >= before);
@@ -596,7 +598,7 @@ fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_impor
     };
 
     // In place.
-    let before = read_counter(&counter_of("p1")).expect("counter before the checkpoint");
+    let before = wait_counter_above(&counter_of("p1"), 0, COUNT_TIMEOUT);
     podman_ok(&["container", "checkpoint", "p1"], "p1");
     podman_ok(&["container", "restore", "p1"], "p1");
     let c = counter_of("p1");
@@ -608,7 +610,7 @@ fn podman_with_stasis_runc_checkpoints_and_restores_in_place_and_by_export_impor
 
     // Export and import under a new name.
     let export = dir.join("p1.tar.zst");
-    let before = read_counter(&c).expect("counter before the export");
+    let before = wait_counter_above(&c, 0, COUNT_TIMEOUT);
     podman_ok(
         &[
             "container",
@@ -679,7 +681,7 @@ fn docker_with_the_stasis_runtime_checkpoints_and_starts_from_the_checkpoint() {
     let id = dockerd.docker(&["inspect", "--format", "{{.Id}}", "d1"]);
     id.assert_success();
     let id = id.stdout.trim().to_string();
-    let before = read_counter(&counter_of()).expect("counter before the checkpoint");
+    let before = wait_counter_above(&counter_of(), 0, COUNT_TIMEOUT);
     let ck = dockerd.docker(&["checkpoint", "create", "d1", "cp1"]);
     assert!(ck.success(), "{ck}\n{}", shim_logs(&ctd, "moby", &id));
     // docker 20.10 gets the CRIU tar out of containerd's content store, deletes the

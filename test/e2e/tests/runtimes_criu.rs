@@ -288,7 +288,7 @@ fn ctr_with_the_default_runc_shim_and_stasis_as_criu_checkpoints_and_restores_a_
         .assert_success();
 
     // ctr c checkpoint --task (the task paused around it), then kill, remove and restore.
-    let before = read_counter(&counter).expect("counter before the container checkpoint");
+    let before = wait_counter_above(&counter, 0, COUNT_TIMEOUT);
     let ckpt = format!("localhost/{id}-ckpt:1");
     ctd.ctr(
         ns,
