@@ -246,6 +246,21 @@ enum Member {
     },
 }
 
+impl Member {
+    /// (pid, ppid).
+    fn ids(&self) -> (i32, i32) {
+        match self {
+            Member::Alive { pid, ppid, .. } | Member::Zombie { pid, ppid, .. } => (*pid, *ppid),
+        }
+    }
+
+    fn stat(&self) -> &procfs::Stat {
+        match self {
+            Member::Alive { stat, .. } | Member::Zombie { stat, .. } => stat,
+        }
+    }
+}
+
 /// Seizes every thread of `pid`, the leader first, until no new thread appears: a thread
 /// created while the others were being stopped is caught by the next pass. Threads the
 /// `--freeze-cgroup` freezer already holds are taken from `hold`.
@@ -361,28 +376,16 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
 /// A process in another's process group needs that group's leader in the tree (and in
 /// its session): the restore makes the group with the leader, then moves the member in.
 fn refuse_foreign_groups(members: &[Member]) -> Result<()> {
-    let pid_of = |m: &Member| match m {
-        Member::Alive { pid, .. } | Member::Zombie { pid, .. } => *pid,
-    };
-    let stat_of = |m: &Member| match m {
-        Member::Alive { stat, .. } | Member::Zombie { stat, .. } => stat.clone(),
-    };
+    let find = |pid: i32| members.iter().find(|m| m.ids().0 == pid).map(Member::stat);
     for (i, m) in members.iter().enumerate() {
-        let (pid, stat) = (pid_of(m), stat_of(m));
+        let ((pid, ppid), stat) = (m.ids(), m.stat());
         if stat.pgid == pid || matches!(stat.state, 'Z' | 'X') {
             continue;
         }
-        let parent_pgid = members
-            .iter()
-            .find(|p| match m {
-                Member::Alive { ppid, .. } | Member::Zombie { ppid, .. } => pid_of(p) == *ppid,
-            })
-            .map(|p| stat_of(p).pgid);
-        if i == 0 || parent_pgid == Some(stat.pgid) {
+        if i == 0 || find(ppid).is_some_and(|p| p.pgid == stat.pgid) {
             continue;
         }
-        let leader = members.iter().find(|l| pid_of(l) == stat.pgid);
-        match leader.map(stat_of) {
+        match find(stat.pgid) {
             Some(l) if l.pgid == stat.pgid && l.sid == stat.sid => {}
             _ => {
                 return Err(DumpError::Unsupported {

@@ -201,7 +201,7 @@ pub fn dump(
     }
     let mut external = external.to_vec();
     if auto {
-        external.extend(auto_external(&mounts, &external)?);
+        auto_external(&mounts, &mut external)?;
     }
     let entries = entries(pid, &mounts, &external)?;
     for m in mounts.iter().filter(|m| m.fstype == "mqueue") {
@@ -252,10 +252,12 @@ fn tree_root(mounts: &[MountInfo]) -> Option<&MountInfo> {
 /// Whether mount `m` can be made again from the tree alone: it is the root, a fresh
 /// filesystem, or a bind of (part of) another mount of the tree — the root, a fresh
 /// filesystem, or an external mount (a mask bound from the external /dev/null).
-fn rebuilt_from_tree(m: &MountInfo, mounts: &[MountInfo], external: &[(String, String)]) -> bool {
-    let Some(root) = tree_root(mounts) else {
-        return false;
-    };
+fn rebuilt_from_tree(
+    m: &MountInfo,
+    root: &MountInfo,
+    mounts: &[MountInfo],
+    external: &[(String, String)],
+) -> bool {
     let fresh = recreatable(&m.fstype) && m.root == "/";
     let bound_from_tree = mounts.iter().any(|o| {
         o.id != m.id
@@ -271,25 +273,24 @@ fn rebuilt_from_tree(m: &MountInfo, mounts: &[MountInfo], external: &[(String, S
 /// `--ext-mount-map auto`: every mount of the tree that would be refused (not
 /// recreatable, not bound from the tree, not declared external) but is bound from a
 /// path of stasis's own mount namespace becomes external, keyed by that host path (the
-/// restore binds it from there unless the key is mapped elsewhere).
-fn auto_external(
-    mounts: &[MountInfo],
-    declared: &[(String, String)],
-) -> Result<Vec<(String, String)>> {
+/// restore binds it from there unless the key is mapped elsewhere). The ones found are
+/// added to `external`.
+fn auto_external(mounts: &[MountInfo], external: &mut Vec<(String, String)>) -> Result<()> {
+    let Some(root) = tree_root(mounts) else {
+        // entries() refuses the tree, naming it.
+        return Ok(());
+    };
     let own = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| DumpError::Io {
         path: "/proc/self/mountinfo".into(),
         source,
     })?;
     let host: Vec<MountInfo> = own.lines().filter_map(parse_line).collect();
-    let mut out = Vec::new();
     for m in mounts {
-        if declared.iter().any(|(k, _)| *k == m.mountpoint) {
-            continue;
-        }
         // With the ones found so far: a mask bound from an auto-external /dev/null is
         // a bind of the tree, not another external mount.
-        let known: Vec<(String, String)> = declared.iter().chain(&out).cloned().collect();
-        if rebuilt_from_tree(m, mounts, &known) {
+        if external.iter().any(|(k, _)| *k == m.mountpoint)
+            || rebuilt_from_tree(m, root, mounts, external)
+        {
             continue;
         }
         let Some(h) = host
@@ -314,9 +315,9 @@ fn auto_external(
             "mount {} is external (auto): bound from the host's {path}",
             m.mountpoint
         );
-        out.push((m.mountpoint.clone(), path));
+        external.push((m.mountpoint.clone(), path));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The image entries of a mount tree; refuses a mount that can be neither recreated,
@@ -337,7 +338,7 @@ pub fn entries(
             .find(|(k, _)| *k == m.mountpoint)
             .map(|(_, v)| v.clone());
         let is_root = m.id == root.id;
-        if ext.is_none() && !rebuilt_from_tree(m, mounts, external) {
+        if ext.is_none() && !rebuilt_from_tree(m, root, mounts, external) {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(

@@ -140,20 +140,14 @@ impl IdMap {
         })
     }
 
-    fn inner(map: &[pb::UidGidExtent], host: u32) -> u32 {
-        map.iter()
-            .find(|e| host >= e.lower_first && host - e.lower_first < e.count)
-            .map_or(OVERFLOW_ID, |e| e.first + (host - e.lower_first))
-    }
-
     /// The namespace's uid for host uid `host` (the overflow uid when unmapped).
     pub fn uid(&self, host: u32) -> u32 {
-        Self::inner(&self.uid, host)
+        id_inside(&self.uid, host).unwrap_or(OVERFLOW_ID)
     }
 
     /// The namespace's gid for host gid `host`.
     pub fn gid(&self, host: u32) -> u32 {
-        Self::inner(&self.gid, host)
+        id_inside(&self.gid, host).unwrap_or(OVERFLOW_ID)
     }
 
     /// Turns host-view credentials into the namespace's own.
@@ -168,6 +162,22 @@ impl IdMap {
             *g = self.gid(*g);
         }
     }
+}
+
+/// The id a user namespace gives host id `host`, by one of its maps; `None` when the map
+/// leaves it out.
+pub fn id_inside(map: &[pb::UidGidExtent], host: u32) -> Option<u32> {
+    map.iter()
+        .find(|e| host >= e.lower_first && host - e.lower_first < e.count)
+        .map(|e| e.first + (host - e.lower_first))
+}
+
+/// The host id that is id `inner` of a user namespace, by one of its maps; `None` when
+/// the map leaves it out.
+pub fn id_outside(map: &[pb::UidGidExtent], inner: u32) -> Option<u32> {
+    map.iter()
+        .find(|e| inner >= e.first && inner - e.first < e.count)
+        .map(|e| e.lower_first + (inner - e.first))
 }
 
 fn read_extents(pid: i32, file: &str) -> Result<Vec<pb::UidGidExtent>> {

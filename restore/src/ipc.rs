@@ -25,6 +25,13 @@ const CHUNK: usize = 1 << 20;
 /// in the image, the kernel destroys the segments no process has attached when this
 /// thread exits.
 pub(crate) fn restore_ipc_ns(dir: &ImageDir, id: u32) -> Result<(), String> {
+    let var = restore_objects(dir, id)?;
+    write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced)
+}
+
+/// Everything of [`restore_ipc_ns`] but `shm_rmid_forced`; returns the namespace's
+/// sysctls.
+fn restore_objects(dir: &ImageDir, id: u32) -> Result<pb::IpcVarEntry, String> {
     let var_name = names::ipcns_var(id);
     let var: pb::IpcVarEntry = dir
         .read_one(ImageKind::IPC_VAR, &var_name)
@@ -42,11 +49,7 @@ pub(crate) fn restore_ipc_ns(dir: &ImageDir, id: u32) -> Result<(), String> {
     restore_msg(dir, &names::ipcns_msg(id), &var)?;
     restore_sem(dir, &names::ipcns_sem(id), &var)?;
     next_ids(&var)?;
-    if HOST_VIEW.with(|h| h.borrow().is_some()) {
-        // Written by restore_ipc_ns_from_host once this thread has exited.
-        return Ok(());
-    }
-    write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced)
+    Ok(var)
 }
 
 /// The `*_next_id` values the dumped namespace had asked for itself.
@@ -79,9 +82,7 @@ thread_local! {
 
 /// The host's id for id `inner` of the namespace, by `map`.
 fn to_host(map: &[pb::UidGidExtent], inner: u32) -> Result<u32, String> {
-    map.iter()
-        .find(|e| inner >= e.first && inner - e.first < e.count)
-        .map(|e| e.lower_first + (inner - e.first))
+    stasis_checkpoint::ns::id_outside(map, inner)
         .ok_or_else(|| format!("id {inner} is not mapped by the user namespace"))
 }
 
@@ -99,30 +100,36 @@ pub fn restore_ipc_ns_from_host(
     let ns_root = to_host(&users.uid_map, 0)?;
     let path = format!("/proc/{pid}/ns/ipc");
     let ns = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-    let in_ns = |work: &(dyn Fn() -> Result<(), String> + Sync)| {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(&ns), libc::CLONE_NEWIPC)
-                    .map_err(|e| format!("joining {path}: {e}"))?;
-                HOST_VIEW.with(|h| {
-                    *h.borrow_mut() = Some(HostView {
-                        users: users.clone(),
-                        ns_root,
-                    })
-                });
-                work()
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the thread restoring the ipc namespace panicked".into()))
-        })
+    let view = || HostView {
+        users: users.clone(),
+        ns_root,
     };
-    in_ns(&|| restore_ipc_ns(dir, id))?;
+    let var = in_ns(&ns, &path, view(), || restore_objects(dir, id))?;
     // After the creating thread is gone: with it set, the kernel would have destroyed
     // every segment that thread created and nobody attached when it exited.
-    let var: pb::IpcVarEntry = dir
-        .read_one(ImageKind::IPC_VAR, &names::ipcns_var(id))
-        .map_err(|e| e.to_string())?;
-    in_ns(&|| write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced))
+    in_ns(&ns, &path, view(), || {
+        write_sysctl("kernel/shm_rmid_forced", var.shm_rmid_forced)
+    })
+}
+
+/// Runs `work` in a thread of stasis's that joins the ipc namespace `ns` (`path`) with
+/// the host's view `view` of it, and returns what it returned.
+fn in_ns<T: Send>(
+    ns: &File,
+    path: &str,
+    view: HostView,
+    work: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            stasis_sys::ns::setns(std::os::fd::AsFd::as_fd(ns), libc::CLONE_NEWIPC)
+                .map_err(|e| format!("joining {path}: {e}"))?;
+            HOST_VIEW.with(|h| *h.borrow_mut() = Some(view));
+            work()
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the thread restoring the ipc namespace panicked".into()))
+    })
 }
 
 fn write_sysctl(name: &str, value: impl std::fmt::Display) -> Result<(), String> {
@@ -239,20 +246,18 @@ impl Objects {
 }
 
 fn perm_of(d: &pb::IpcDescEntry) -> Result<IpcPerm, String> {
-    let view = HOST_VIEW.with(|h| {
-        h.borrow()
-            .as_ref()
-            .map(|v| (v.users.uid_map.clone(), v.users.gid_map.clone()))
-    });
-    let (uid, gid, cuid, cgid) = match view {
-        None => (d.uid, d.gid, d.cuid, d.cgid),
-        Some((u, g)) => (
-            to_host(&u, d.uid)?,
-            to_host(&g, d.gid)?,
-            to_host(&u, d.cuid)?,
-            to_host(&g, d.cgid)?,
-        ),
-    };
+    let (uid, gid, cuid, cgid) = HOST_VIEW.with(|h| match &*h.borrow() {
+        None => Ok((d.uid, d.gid, d.cuid, d.cgid)),
+        Some(v) => {
+            let (u, g) = (&v.users.uid_map, &v.users.gid_map);
+            Ok::<_, String>((
+                to_host(u, d.uid)?,
+                to_host(g, d.gid)?,
+                to_host(u, d.cuid)?,
+                to_host(g, d.cgid)?,
+            ))
+        }
+    })?;
     Ok(IpcPerm {
         key: d.key as i32,
         uid,

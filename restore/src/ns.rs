@@ -483,9 +483,7 @@ fn options_in_userns(
     users: &pb::UsernsEntry,
 ) -> std::result::Result<String, String> {
     let inner = |map: &[pb::UidGidExtent], host: u32| {
-        map.iter()
-            .find(|e| host >= e.lower_first && host - e.lower_first < e.count)
-            .map(|e| e.first + (host - e.lower_first))
+        stasis_checkpoint::ns::id_inside(map, host)
             .ok_or_else(|| format!("mount option id {host} is not mapped by its user namespace"))
     };
     options
@@ -525,8 +523,7 @@ fn make_mountpoint(
         let mut c = std::process::Command::new("sh");
         c.args(["-c", r#"mkdir -p -- "$(dirname -- "$1")" && if [ "$2" = dir ]; then mkdir -- "$1"; else : > "$1"; fi"#, "sh", target])
             .arg(if is_dir { "dir" } else { "file" });
-        std::os::unix::process::CommandExt::uid(&mut c, 0);
-        std::os::unix::process::CommandExt::gid(&mut c, 0);
+        as_namespace_root(&mut c);
         let out = c
             .output()
             .map_err(|err| format!("creating mount point {target}: {err}"))?;
@@ -550,6 +547,14 @@ fn make_mountpoint(
     made.map_err(|err| format!("creating mount point {target}: {err}"))
 }
 
+/// Makes `cmd` run as the root of the caller's user namespace: the restored root is
+/// still the host's uid while it builds, which its new user namespace does not map, and
+/// the kernel refuses files an unmapped uid would own.
+fn as_namespace_root(cmd: &mut std::process::Command) {
+    std::os::unix::process::CommandExt::uid(cmd, 0);
+    std::os::unix::process::CommandExt::gid(cmd, 0);
+}
+
 /// Unpacks a tmpfs's dumped contents into its new mount.
 fn fill_tmpfs(
     m: &pb::MntEntry,
@@ -561,10 +566,7 @@ fn fill_tmpfs(
     let file = stasis_sys::ns::open_at(images, &name).map_err(|err| err.to_string())?;
     let mut tar = std::process::Command::new("tar");
     if plan.users.is_some() {
-        // The root is still the host's uid here, which its new user namespace does not
-        // map (a file it created would be refused): tar runs as the namespace's root.
-        std::os::unix::process::CommandExt::uid(&mut tar, 0);
-        std::os::unix::process::CommandExt::gid(&mut tar, 0);
+        as_namespace_root(&mut tar);
         // The archive holds what covered a mount point at dump (the host's /dev/null
         // bound there is a device node, which the namespace may not make): the mount
         // points are made empty, and the mounts go on them.

@@ -100,19 +100,7 @@ impl Conn {
 
     /// Sends one response in one packet.
     pub fn send(&self, resp: &CriuResp) -> Result<(), RpcError> {
-        let bytes = resp.encode_to_vec();
-        debug_assert!(
-            bytes.len() < MAX_RESPONSE,
-            "response of {} bytes",
-            bytes.len()
-        );
-        loop {
-            match rustix::net::send(&self.sock, &bytes, SendFlags::NOSIGNAL) {
-                Err(rustix::io::Errno::INTR) => continue,
-                Ok(_) => return Ok(()),
-                Err(e) => return Err(RpcError::Socket(e.into())),
-            }
-        }
+        self.send_carrying(resp, None)
     }
 
     /// Sends one response in one packet with descriptor `fd` attached (SCM_RIGHTS), as
@@ -122,13 +110,26 @@ impl Conn {
         resp: &CriuResp,
         fd: std::os::fd::BorrowedFd<'_>,
     ) -> Result<(), RpcError> {
+        self.send_carrying(resp, Some(fd))
+    }
+
+    fn send_carrying(
+        &self,
+        resp: &CriuResp,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<(), RpcError> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
         let bytes = resp.encode_to_vec();
-        let fds = [fd];
+        debug_assert!(
+            bytes.len() < MAX_RESPONSE,
+            "response of {} bytes",
+            bytes.len()
+        );
+        let fds: Vec<_> = fd.into_iter().collect();
         let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         loop {
             let mut control = SendAncillaryBuffer::new(&mut space);
-            if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
                 return Err(RpcError::Socket(std::io::Error::other(
                     "no room for the descriptor in the control message",
                 )));

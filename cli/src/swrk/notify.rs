@@ -131,15 +131,18 @@ impl Notifier {
     /// [`Notifier::take_failure`] and gives the engine its message.
     pub fn hook(&self, scripts: &[(Script, Option<i32>)]) -> Result<(), String> {
         for &(script, pid) in scripts {
-            if let Err(e) = self.send(script, pid) {
-                let msg = e.to_string();
-                if let Ok(mut slot) = self.failure.lock() {
-                    slot.get_or_insert(e);
-                }
-                return Err(msg);
-            }
+            self.send(script, pid).map_err(|e| self.keep_failure(e))?;
         }
         Ok(())
+    }
+
+    /// Keeps the first failure for the final response; the engine gets its message.
+    fn keep_failure(&self, e: RpcError) -> String {
+        let msg = e.to_string();
+        if let Ok(mut slot) = self.failure.lock() {
+            slot.get_or_insert(e);
+        }
+        msg
     }
 
     /// For an engine hook: sends `script` with descriptor `fd` (open in stasis for the
@@ -152,15 +155,11 @@ impl Notifier {
                 script.name()
             ));
         }
+        // A copy to borrow safely: the engine's number is open only during the call.
         let copy = stasis_sys::fd::dup_number(fd, 0).map_err(|e| e.to_string())?;
-        if let Err(e) = self.send_carrying(script, None, Some(std::os::fd::AsFd::as_fd(&copy))) {
-            let msg = e.to_string();
-            if let Ok(mut slot) = self.failure.lock() {
-                slot.get_or_insert(e);
-            }
-            return Err(msg);
-        }
-        Ok(())
+        self.send_carrying(script, None, Some(std::os::fd::AsFd::as_fd(&copy)))
+            .map(drop)
+            .map_err(|e| self.keep_failure(e))
     }
 
     /// The notification failure that stopped the engine, if one did.

@@ -107,6 +107,7 @@ pub fn make_orphans(
     };
     let ptmx = format!("{}/ptmx", devpts.trim_end_matches('/'));
     let mut masters = Vec::new();
+    let mut made = Vec::new();
     // Masters at indexes no one asked for: held until the wanted ones exist, so that the
     // kernel hands out the next index each time, then closed.
     let mut spare = Vec::new();
@@ -124,12 +125,13 @@ pub fn make_orphans(
                 stasis_sys::tty::unlock_pty(m.as_fd()).map_err(|e| e.to_string())?;
                 apply(m.as_fd(), info).map_err(|e| format!("pty {n}: {e}"))?;
                 masters.push(m);
+                made.push(n);
             }
             None if n > highest => {
                 let missing: Vec<u32> = wanted
                     .iter()
                     .map(|(w, _)| *w)
-                    .filter(|w| !masters.iter().any(|m| index_of(m) == Some(*w)))
+                    .filter(|w| !made.contains(w))
                     .collect();
                 return Err(format!(
                     "{ptmx}: pty indexes {missing:?} are taken in the new devpts"
@@ -140,10 +142,6 @@ pub fn make_orphans(
     }
     drop(spare);
     Ok(masters)
-}
-
-fn index_of(m: &OwnedFd) -> Option<u32> {
-    stasis_sys::tty::pty_index(m.as_fd()).ok()
 }
 
 /// The host's view of the masters a restored root made ([`make_orphans`]): its
