@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stasis_e2e::runtime_env::runc_bundle_running;
+use stasis_e2e::runtime_env::{runc_bundle_running, Runc};
 use stasis_e2e::ScratchDir;
 
 /// Receives the pty masters runc sends to a console socket (one connection, one
@@ -146,47 +146,6 @@ fn ticks(rootfs: &Path) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn runc(root: &Path, bundle: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("runc")
-        .current_dir(bundle)
-        .arg("--root")
-        .arg(root)
-        .arg("--criu")
-        .arg(stasis_e2e::stasis_bin())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run runc (apt-get install -y runc)");
-    assert!(
-        out.status.success(),
-        "runc {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Deletes the container, whatever its state, when the test ends.
-struct Cleanup(PathBuf, PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("runc")
-            .arg("--root")
-            .arg(&self.0)
-            .args(["delete", "--force", "tty1"])
-            .current_dir(&self.1)
-            .output();
-    }
-}
-
-fn init_pid(root: &Path, bundle: &Path) -> i32 {
-    let state: serde_json::Value =
-        serde_json::from_str(&runc(root, bundle, &["state", "tty1"])).expect("state JSON");
-    assert_eq!(state["status"], "running", "{state}");
-    state["pid"].as_i64().expect("pid") as i32
-}
-
 #[test]
 fn a_runc_container_with_a_terminal_comes_back_on_a_new_pty_master_through_the_console_socket() {
     let dir = ScratchDir::new("container-tty");
@@ -201,22 +160,18 @@ fn a_runc_container_with_a_terminal_comes_back_on_a_new_pty_master_through_the_c
     spec["process"]["args"] = serde_json::json!(["/bin/ttyworker"]);
     std::fs::write(&path, serde_json::to_string_pretty(&spec).unwrap()).unwrap();
     let rootfs = bundle.join("rootfs");
-    let root = dir.subdir("runc-root");
-    let _cleanup = Cleanup(root.clone(), bundle.clone());
+    let mut runc = Runc::new(&dir);
+    runc.track("tty1");
     let console = ConsoleSocket::listen(dir.join("console.sock"));
     let sock = console.path.to_str().unwrap().to_string();
 
-    runc(
-        &root,
-        &bundle,
-        &["run", "-d", "--console-socket", &sock, "tty1"],
-    );
+    runc.run(&bundle, &["run", "-d", "--console-socket", &sock, "tty1"]);
     let mut term = Terminal::attach(console.next_master("from runc run"));
     let first = term.wait_line("a tick", |l| l.starts_with("tick "));
     assert!(first.ends_with(" ok"), "before the checkpoint: {first}");
     term.type_line("ping before");
     term.wait_line("the answer to a typed line", |l| l == "pong before");
-    let pid = init_pid(&root, &bundle);
+    let pid = runc.pid(&bundle, "tty1");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let tty_nr = stat.rsplit(')').next().unwrap().split_whitespace().nth(4);
     assert_ne!(
@@ -227,8 +182,7 @@ fn a_runc_container_with_a_terminal_comes_back_on_a_new_pty_master_through_the_c
 
     let images = dir.join("images");
     let work = dir.join("work");
-    runc(
-        &root,
+    runc.run(
         &bundle,
         &[
             "checkpoint",
@@ -274,8 +228,7 @@ fn a_runc_container_with_a_terminal_comes_back_on_a_new_pty_master_through_the_c
         "the refused restore mounted nothing"
     );
 
-    runc(
-        &root,
+    runc.run(
         &bundle,
         &[
             "restore",
@@ -290,7 +243,7 @@ fn a_runc_container_with_a_terminal_comes_back_on_a_new_pty_master_through_the_c
         ],
     );
     let mut term = Terminal::attach(console.next_master("from runc restore"));
-    let restored = init_pid(&root, &bundle);
+    let restored = runc.pid(&bundle, "tty1");
     assert_ne!(restored, pid, "a new process");
 
     // The counter goes on, every tick finds the terminal as it was, and the ticks
@@ -330,5 +283,5 @@ fn a_runc_container_with_a_terminal_comes_back_on_a_new_pty_master_through_the_c
     term.type_line("ping after");
     term.wait_line("the answer through the new master", |l| l == "pong after");
 
-    runc(&root, &bundle, &["kill", "tty1", "KILL"]);
+    runc.run(&bundle, &["kill", "tty1", "KILL"]);
 }

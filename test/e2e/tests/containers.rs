@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use stasis_e2e::cgroups::{cgroup_of, read, TestCgroups, ROOT};
 use stasis_e2e::container::{busybox_rootfs, host_mounts_under, read_pidfile, Container};
+use stasis_e2e::runtime_env::Runc;
 use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir};
 
 const HOSTNAME: &str = "stasis-ct";
@@ -532,118 +533,6 @@ fn restoring_a_container_without_its_root_or_an_external_mount_fails_by_name_and
     while !stasis_e2e::proc::live_pids_with_arg("/bin/nsworker").is_empty() {
         assert!(Instant::now() < deadline, "a container process is left");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A container of the real runc (Debian's), driven with stasis as its `criu`.
-struct Runc {
-    root: std::path::PathBuf,
-    ids: Vec<String>,
-    pipelines: Vec<std::process::Child>,
-}
-
-impl Runc {
-    fn new(dir: &ScratchDir) -> Runc {
-        Runc {
-            root: dir.subdir("runc-root"),
-            ids: Vec::new(),
-            pipelines: Vec::new(),
-        }
-    }
-
-    fn cmd(&self, bundle: &Path) -> std::process::Command {
-        let mut c = std::process::Command::new("runc");
-        c.current_dir(bundle)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--criu")
-            .arg(stasis_e2e::stasis_bin());
-        c
-    }
-
-    /// Runs `runc ARGS` in `bundle`; its output, or a panic naming the failure.
-    fn run(&self, bundle: &Path, args: &[&str]) -> String {
-        let out = self
-            .cmd(bundle)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run runc (apt-get install -y runc)");
-        assert!(
-            out.status.success(),
-            "runc {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `runc run -d ID` (or `restore -d ...`) with the container's stdout and stderr
-    /// piped through `cat` into `log`, as a runtime's shim does; returns once runc
-    /// reports the container running.
-    fn detached(&mut self, bundle: &Path, id: &str, verb_args: &[&str], log: &Path) {
-        self.ids.push(id.to_string());
-        let mut words: Vec<String> = vec![
-            "runc".into(),
-            "--root".into(),
-            self.root.display().to_string(),
-            "--criu".into(),
-            stasis_e2e::stasis_bin().display().to_string(),
-        ];
-        words.extend(verb_args.iter().map(|s| s.to_string()));
-        words.push(id.to_string());
-        let line = format!(
-            "{} </dev/null 2>&1 | cat >> {}",
-            words.join(" "),
-            log.display()
-        );
-        // The pipeline lasts as long as the container holds the pipe: not waited for.
-        let child = std::process::Command::new("sh")
-            .current_dir(bundle)
-            .args(["-c", &line])
-            .spawn()
-            .expect("run sh");
-        self.pipelines.push(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self
-                .cmd(bundle)
-                .args(["state", id])
-                .output()
-                .expect("runc state");
-            if String::from_utf8_lossy(&out.stdout).contains("\"running\"") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{line}: not running after 20 s; its output: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn pid(&self, bundle: &Path, id: &str) -> i32 {
-        let state = self.run(bundle, &["state", id]);
-        let v: serde_json::Value = serde_json::from_str(&state).expect("runc state is JSON");
-        assert_eq!(v["status"], "running", "runc state {id}: {state}");
-        v["pid"].as_i64().expect("pid") as i32
-    }
-}
-
-impl Drop for Runc {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            let _ = std::process::Command::new("runc")
-                .arg("--root")
-                .arg(&self.root)
-                .args(["delete", "-f", id])
-                .output();
-        }
-        for p in &mut self.pipelines {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
     }
 }
 
