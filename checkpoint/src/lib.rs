@@ -193,6 +193,7 @@ fn preflight(
     pid: i32,
     root: i32,
     parent: Option<&procfs::Stat>,
+    parent_is_root: bool,
     shell_job: bool,
 ) -> Result<procfs::Stat> {
     let stat = procfs::stat(pid)?;
@@ -213,11 +214,13 @@ fn preflight(
                 ),
             })
         }
-        Some(p) if stat.sid != pid && stat.sid != p.sid => {
+        // The root's child in a session whose leader is gone (a daemon's): a helper
+        // stands in for that leader at restore, which refuse_lost_leaders checks.
+        Some(p) if stat.sid != pid && stat.sid != p.sid && !parent_is_root => {
             return Err(DumpError::Unsupported {
                 pid,
                 what: format!(
-                    "is in session {}, neither its own nor its parent's; not supported yet",
+                    "is in session {}, neither its own nor its parent's, and its parent is not the tree's root; not supported yet",
                     stat.sid
                 ),
             })
@@ -315,7 +318,7 @@ fn freeze_tree(
             Member::Alive { pid: p, stat, .. } if *p == ppid => Some(stat),
             _ => None,
         });
-        let stat = preflight(pid, root, parent, shell_job)?;
+        let stat = preflight(pid, root, parent, ppid == root, shell_job)?;
         if matches!(stat.state, 'Z' | 'X') {
             if pid == root {
                 return Err(DumpError::Unsupported {
@@ -373,28 +376,65 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
     Ok(())
 }
 
-/// A process in another's process group needs that group's leader in the tree (and in
-/// its session): the restore makes the group with the leader, then moves the member in.
-fn refuse_foreign_groups(members: &[Member]) -> Result<()> {
+/// A task's process group and session as the tree's pid namespace numbers them. Without
+/// a namespace of its own they are the host's; with one, the task's own `NSpgid`/`NSsid`
+/// give them, also for a leader that is gone (0 for one outside the namespace).
+fn group_inside(pids: &ns::PidMap, pid: i32, stat: &procfs::Stat) -> Result<(u32, u32)> {
+    if pids.is_identity() {
+        return Ok((stat.pgid as u32, stat.sid as u32));
+    }
+    let status = procfs::status(pid)?;
+    let inner = |host: i32, ns: i32| match pids.virt_leader(host) {
+        0 => ns,
+        v => v,
+    };
+    Ok((
+        inner(stat.pgid, status.ns_pgid) as u32,
+        inner(stat.sid, status.ns_sid) as u32,
+    ))
+}
+
+/// Sessions and process groups the restore can make again. A process in another's
+/// group needs that leader in the tree, in its session (the restore makes the group with
+/// the leader, then moves the member in) — or, for a child of the root, a leader that is
+/// gone: a helper takes its PID at restore, as for a session whose leader is gone. A
+/// leader still alive outside the tree would hold that PID, so it is refused.
+fn refuse_lost_leaders(members: &[Member]) -> Result<()> {
     let find = |pid: i32| members.iter().find(|m| m.ids().0 == pid).map(Member::stat);
+    let root = members.first().map(|m| (m.ids().0, m.stat().sid));
+    let refuse = |pid: i32, what: String| Err(DumpError::Unsupported { pid, what });
     for (i, m) in members.iter().enumerate() {
         let ((pid, ppid), stat) = (m.ids(), m.stat());
+        if i == 0 {
+            continue;
+        }
+        let adopted = root.is_some_and(|(r, _)| r == ppid);
+        let root_sid = root.map_or(0, |(_, sid)| sid);
+        if stat.sid != pid && adopted && stat.sid != root_sid {
+            match find(stat.sid) {
+                Some(_) => {
+                    return refuse(pid, format!("is in session {}, whose leader is in the tree but is not its parent; not supported yet", stat.sid))
+                }
+                None if stasis_sys::process::pid_in_use(stat.sid) => {
+                    return refuse(pid, format!("is in session {}, whose leader is alive outside the tree", stat.sid))
+                }
+                None => {}
+            }
+        }
         if stat.pgid == pid || matches!(stat.state, 'Z' | 'X') {
             continue;
         }
-        if i == 0 || find(ppid).is_some_and(|p| p.pgid == stat.pgid) {
+        if find(ppid).is_some_and(|p| p.pgid == stat.pgid) {
             continue;
         }
         match find(stat.pgid) {
             Some(l) if l.pgid == stat.pgid && l.sid == stat.sid => {}
+            None if adopted && !stasis_sys::process::pid_in_use(stat.pgid) => {}
+            None if adopted => {
+                return refuse(pid, format!("is in process group {}, whose leader is alive outside the tree", stat.pgid))
+            }
             _ => {
-                return Err(DumpError::Unsupported {
-                    pid,
-                    what: format!(
-                        "is in process group {}, whose leader is not a process of the tree in its session; not supported yet",
-                        stat.pgid
-                    ),
-                })
+                return refuse(pid, format!("is in process group {}, whose leader is not a process of the tree in its session; not supported yet", stat.pgid))
             }
         }
     }
@@ -443,7 +483,7 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     );
     let freezer = hold.as_ref().and_then(|h| h.record());
     refuse_shared_tables(&members)?;
-    refuse_foreign_groups(&members)?;
+    refuse_lost_leaders(&members)?;
     let own = ns::of_root(opts.pid)?;
     let mut pids = ns::PidMap::default();
     if own.has("user") {
@@ -612,11 +652,12 @@ fn collect_tree(
                 };
                 let vpid = pids.virt(*pid) as u32;
                 dir.write_one(ImageKind::CORE, &names::core(vpid), &core)?;
+                let (pgid, sid) = group_inside(pids, *pid, stat)?;
                 tree.push(pb::PstreeEntry {
                     pid: vpid,
                     ppid: pids.virt(*ppid) as u32,
-                    pgid: pids.virt_leader(stat.pgid) as u32,
-                    sid: pids.virt_leader(stat.sid) as u32,
+                    pgid,
+                    sid,
                     threads: vec![vpid],
                 });
             }
@@ -843,11 +884,12 @@ fn collect_one(
     dir.write_pagemap(upid, &pb::PagemapHead { pages_id }, &pagemap)?;
     dir.write(ImageKind::FDINFO, &names::fdinfo(ids.files_id), &fdinfo)?;
     dir.write_one(ImageKind::FS, &names::fs(upid), &fs)?;
+    let (pgid, sid) = group_inside(pids, pid, stat)?;
     let entry = pb::PstreeEntry {
         pid: upid,
         ppid: pids.virt(ppid) as u32,
-        pgid: pids.virt_leader(stat.pgid) as u32,
-        sid: pids.virt_leader(stat.sid) as u32,
+        pgid,
+        sid,
         threads: cores
             .iter()
             .map(|(tid, _)| pids.virt(*tid) as u32)

@@ -215,6 +215,10 @@ pub struct Status {
     pub no_new_privs: u32,
     pub seccomp: u32,
     pub tgid: i32,
+    /// Process group and session in the task's own pid namespace (the last `NSpgid` and
+    /// `NSsid` values): 0 for a leader outside it. Found even when the leader is gone.
+    pub ns_pgid: i32,
+    pub ns_sid: i32,
 }
 
 /// Parses `/proc/PID/status`.
@@ -263,6 +267,15 @@ fn status_file(pid: i32, name: &str) -> Result<Status> {
             "NoNewPrivs" => s.no_new_privs = val.parse().map_err(|_| bad(pid, name, line))?,
             "Seccomp" => s.seccomp = val.parse().map_err(|_| bad(pid, name, line))?,
             "Tgid" => s.tgid = val.parse().map_err(|_| bad(pid, name, line))?,
+            "NSpgid" | "NSsid" => {
+                let last = val.split_whitespace().last().and_then(|x| x.parse().ok());
+                let last = last.ok_or_else(|| bad(pid, name, line))?;
+                if key == "NSpgid" {
+                    s.ns_pgid = last
+                } else {
+                    s.ns_sid = last
+                }
+            }
             _ => {}
         }
     }

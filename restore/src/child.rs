@@ -4,7 +4,7 @@
 //! blocked, reports success or the first error over `report_fd`, then waits in `pause()`.
 
 use crate::fds::Made;
-use crate::plan::{TaskNode, TaskPlan, TreePlan};
+use crate::plan::{Fork, TaskNode, TaskPlan, TreePlan};
 use stasis_sys::process;
 use stasis_sys::process::Forked;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
@@ -115,42 +115,25 @@ pub fn run(
         },
         (None, None) => fail("no file objects to inherit".into()),
     };
-    for child in tree.children(index) {
-        let node = &tree.tasks[child];
-        match process::fork_with_pid(&[node.pid()], 0) {
-            Ok(Forked::Child) => match node {
-                TaskNode::Zombie {
-                    pid,
-                    pgid,
-                    exit_code,
-                    ..
-                } => become_zombie(*pid, *pgid, *exit_code),
-                TaskNode::Alive(_) => run(
-                    tree,
-                    child,
-                    images,
-                    report_at,
-                    shell_job,
-                    Some(made),
-                    extra,
-                    None,
-                ),
-            },
-            Ok(Forked::Parent(child_pid)) => {
-                // A group leader's group exists as soon as it is forked (the child makes
-                // it too, but later siblings may need to join it first), as a shell
-                // does for a pipeline.
-                let leads = match node {
-                    TaskNode::Alive(p) => p.pgid == p.pid,
-                    TaskNode::Zombie { pid, pgid, .. } => pgid == pid,
-                };
-                if leads {
-                    let _ = process::setpgid(child_pid, child_pid);
-                }
-            }
-            Err(e) => fail(format!("forking child pid {}: {e}", node.pid())),
+    // The helpers' tasks come back to the root when their helper exits, as they had
+    // when dumped: the root adopts orphans (it is set back to the dumped flag later).
+    if index == 0 && !tree.helpers.is_empty() {
+        if let Err(e) = process::set_child_subreaper(true) {
+            fail(format!("the root cannot adopt its helpers' tasks: {e}"))
         }
     }
+    let made = match fork_all(
+        tree,
+        &tree.forks_of_task(index),
+        images,
+        report_at,
+        shell_job,
+        made,
+        extra,
+    ) {
+        Ok(made) => made,
+        Err(msg) => fail(msg),
+    };
     let opened = stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name)
         .map_err(|e| format!("{}: {e}", plan.pages_name))
         .and_then(|f| {
@@ -171,6 +154,109 @@ pub fn run(
             process::pause_forever()
         }
         Err(msg) => fail(msg),
+    }
+}
+
+/// Forks every task and helper of `forks` with its PID, in order. A task's group exists
+/// as soon as it is forked (the parent makes it too: later siblings may need to join it
+/// first, as a shell does for a pipeline). A helper is waited for: it exits as soon as
+/// it has forked its own.
+fn fork_all(
+    tree: &TreePlan,
+    forks: &[Fork],
+    images: &std::fs::File,
+    report_at: i32,
+    shell_job: bool,
+    made: Made,
+    extra: &[i32],
+) -> Result<Made, String> {
+    for &f in forks {
+        let pid = match f {
+            Fork::Task(i) => tree.tasks[i].pid(),
+            Fork::Helper(h) => tree.helpers[h].pid,
+        };
+        match (process::fork_with_pid(&[pid], 0), f) {
+            (Ok(Forked::Child), Fork::Task(child)) => match &tree.tasks[child] {
+                TaskNode::Zombie {
+                    pid,
+                    pgid,
+                    exit_code,
+                    ..
+                } => become_zombie(*pid, *pgid, *exit_code),
+                TaskNode::Alive(_) => run(
+                    tree,
+                    child,
+                    images,
+                    report_at,
+                    shell_job,
+                    Some(made),
+                    extra,
+                    None,
+                ),
+            },
+            (Ok(Forked::Child), Fork::Helper(h)) => {
+                run_helper(tree, h, images, report_at, shell_job, made, extra)
+            }
+            (Ok(Forked::Parent(child_pid)), Fork::Task(child)) => {
+                let (pgid, _) = tree.tasks[child].group();
+                if pgid == child_pid {
+                    let _ = process::setpgid(child_pid, child_pid);
+                }
+            }
+            (Ok(Forked::Parent(child_pid)), Fork::Helper(_)) => {
+                match stasis_sys::ptrace::waitpid(child_pid, 0) {
+                    Ok((_, stasis_sys::ptrace::WaitStatus::Exited(0))) => {}
+                    Ok((_, status)) => {
+                        return Err(format!("helper pid {pid} ended with {status:?}"))
+                    }
+                    Err(e) => return Err(format!("waiting for helper pid {pid}: {e}")),
+                }
+            }
+            (Err(e), Fork::Task(_)) => return Err(format!("forking child pid {pid}: {e}")),
+            (Err(e), Fork::Helper(_)) => {
+                return Err(format!(
+                    "forking helper pid {pid} (a leader gone at dump): {e}"
+                ))
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// A helper's life: lead the session or group of the leader it stands for, fork the
+/// tasks (and inner helpers) that belong there, exit.
+fn run_helper(
+    tree: &TreePlan,
+    h: usize,
+    images: &std::fs::File,
+    report_at: i32,
+    shell_job: bool,
+    made: Made,
+    extra: &[i32],
+) -> ! {
+    let helper = &tree.helpers[h];
+    let led = if helper.new_session {
+        process::setsid().map(drop)
+    } else {
+        process::setpgid(0, 0)
+    };
+    let what = if helper.new_session {
+        "session"
+    } else {
+        "process group"
+    };
+    let result = led
+        .map_err(|e| format!("helper pid {} cannot start its {what}: {e}", helper.pid))
+        .and_then(|()| {
+            let forks = tree.forks_of_helper(h);
+            fork_all(tree, &forks, images, report_at, shell_job, made, extra)
+        });
+    match result {
+        Ok(_) => process::exit_now(0),
+        Err(msg) => {
+            report(report_at, helper.pid, &format!("E{msg}"));
+            process::exit_now(1)
+        }
     }
 }
 

@@ -171,6 +171,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             TaskNode::Zombie { .. } => {}
         }
     }
+    for h in &tree.helpers {
+        if tree.ns.flags & libc::CLONE_NEWPID == 0 && process::pid_in_use(h.pid) {
+            return Err(RestoreError::PidTaken { pid: h.pid });
+        }
+    }
     let console = match tree.root() {
         TaskNode::Alive(p) => ns::container_ptys(&tree.ns, p.objects.ttys.values()),
         TaskNode::Zombie { .. } => Vec::new(),
@@ -667,17 +672,19 @@ fn build_all(
         fds::inet::repair_off(hosts.get(plan.pid), plan)?;
     }
     // Every task is ready: let them all go, children first.
+    // A stopped task gets its stop signal while still held: pending when it is let go,
+    // it stops before running a single instruction of its own.
     for (plan, tracee, threads) in held.into_iter().rev() {
-        for t in threads {
-            t.release()?;
-        }
-        tracee.release()?;
         if plan.tc.task_state == 3 || debug_stop {
             process::kill(
                 hosts.get(plan.pid),
                 plan.tc.stop_signo.map_or(libc::SIGSTOP, |s| s as i32),
             )?;
         }
+        for t in threads {
+            t.release()?;
+        }
+        tracee.release()?;
     }
     Ok(())
 }

@@ -68,6 +68,7 @@ pub enum TaskNode {
         pid: i32,
         ppid: i32,
         pgid: i32,
+        sid: i32,
         exit_code: u32,
     },
 }
@@ -86,6 +87,37 @@ impl TaskNode {
             TaskNode::Zombie { ppid, .. } => *ppid,
         }
     }
+
+    /// Process group and session.
+    pub fn group(&self) -> (i32, i32) {
+        match self {
+            TaskNode::Alive(t) => (t.pgid, t.sid),
+            TaskNode::Zombie { pgid, sid, .. } => (*pgid, *sid),
+        }
+    }
+}
+
+/// A process that lives only while the tree is being forked, as CRIU's helpers do: it
+/// stands in for a session or process-group leader that was gone at dump time (a daemon
+/// whose intermediate parent exited, say). It takes that leader's PID, starts the
+/// session (or the group), forks the tasks that belong there and exits; the root, their
+/// reaper when they were dumped, adopts them again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Helper {
+    pub pid: i32,
+    /// Leads a new session (`setsid`); otherwise a new group in its parent's session.
+    pub new_session: bool,
+    /// The helper that forks this one; `None`: the root does.
+    pub parent: Option<usize>,
+}
+
+/// Something a task or helper forks while the tree is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fork {
+    /// The task at this index of [`TreePlan::tasks`].
+    Task(usize),
+    /// The helper at this index of [`TreePlan::helpers`].
+    Helper(usize),
 }
 
 /// The whole process tree, parents before children (pstree order).
@@ -96,6 +128,10 @@ pub struct TreePlan {
     pub ns: crate::ns::NsPlan,
     /// The nftables table the dump locked the network with, if it did.
     pub lock_table: Option<String>,
+    /// Stand-ins for leaders that were gone at dump time.
+    pub helpers: Vec<Helper>,
+    /// For each task, the helper that forks it (`None`: its parent does).
+    pub via: Vec<Option<usize>>,
 }
 
 impl TreePlan {
@@ -117,6 +153,86 @@ impl TreePlan {
             .filter(|&i| i != 0 && self.tasks[i].ppid() == pid)
             .collect()
     }
+
+    /// What the task at `index` forks: its children, but those a helper forks, then the
+    /// helpers the root starts.
+    pub fn forks_of_task(&self, index: usize) -> Vec<Fork> {
+        let mut out: Vec<Fork> = self
+            .children(index)
+            .into_iter()
+            .filter(|&i| self.via.get(i).copied().flatten().is_none())
+            .map(Fork::Task)
+            .collect();
+        if index == 0 {
+            out.extend(self.helpers_under(None));
+        }
+        out
+    }
+
+    /// What helper `h` forks: the helpers inside its session, then its tasks.
+    pub fn forks_of_helper(&self, h: usize) -> Vec<Fork> {
+        let mut out = self.helpers_under(Some(h));
+        out.extend(
+            (0..self.tasks.len())
+                .filter(|&i| self.via.get(i).copied().flatten() == Some(h))
+                .map(Fork::Task),
+        );
+        out
+    }
+
+    fn helpers_under(&self, parent: Option<usize>) -> Vec<Fork> {
+        (0..self.helpers.len())
+            .filter(|&h| self.helpers[h].parent == parent)
+            .map(Fork::Helper)
+            .collect()
+    }
+}
+
+/// Works out the helpers the tree needs, like CRIU does from `pstree.img` alone: a child
+/// of the root in a session whose leader is not in the tree gets a session helper with
+/// the leader's PID; one in a group whose leader is missing gets a group helper (inside
+/// the session helper, if there is one). Only the root's children can be placed so: the
+/// root adopts them when their helper exits. Other tasks keep the session and group
+/// they inherit or join (the dump refuses the rest).
+pub fn plan_helpers(tasks: &[TaskNode]) -> (Vec<Helper>, Vec<Option<usize>>) {
+    let mut helpers: Vec<Helper> = Vec::new();
+    let mut via = vec![None; tasks.len()];
+    let Some(root) = tasks.first() else {
+        return (helpers, via);
+    };
+    let (root_pgid, root_sid) = root.group();
+    let present = |pid: i32| tasks.iter().any(|t| t.pid() == pid);
+    let helper = |helpers: &mut Vec<Helper>, pid: i32, new_session: bool, parent| match helpers
+        .iter()
+        .position(|h| h.pid == pid)
+    {
+        Some(i) => i,
+        None => {
+            helpers.push(Helper {
+                pid,
+                new_session,
+                parent,
+            });
+            helpers.len() - 1
+        }
+    };
+    for (i, t) in tasks.iter().enumerate().skip(1) {
+        if t.ppid() != root.pid() {
+            continue;
+        }
+        let (pid, (pgid, sid)) = (t.pid(), t.group());
+        let session = (sid != pid && sid != root_sid && sid > 0 && !present(sid))
+            .then(|| helper(&mut helpers, sid, true, None));
+        // A group helper lives in the root's session or in the session helper's.
+        let group_needed = match session {
+            Some(_) => pgid != sid,
+            None => sid == root_sid && pgid != root_pgid,
+        };
+        let group = (group_needed && pgid != pid && pgid > 0 && !present(pgid))
+            .then(|| helper(&mut helpers, pgid, false, session));
+        via[i] = group.or(session);
+    }
+    (helpers, via)
 }
 
 /// Reads and validates the image set in `dir`.
@@ -168,6 +284,7 @@ pub fn read(dir: &ImageDir) -> Result<TreePlan> {
                 pid: e.pid as i32,
                 ppid: e.ppid as i32,
                 pgid: e.pgid as i32,
+                sid: e.sid as i32,
                 exit_code,
             });
         } else {
@@ -186,10 +303,13 @@ pub fn read(dir: &ImageDir) -> Result<TreePlan> {
         (Some(1), Some(run)) => Some(stasis_netns::lock::lock_table_name(run)),
         _ => None,
     };
+    let (helpers, via) = plan_helpers(&tasks);
     Ok(TreePlan {
         tasks,
         ns,
         lock_table,
+        helpers,
+        via,
     })
 }
 
@@ -440,4 +560,89 @@ fn covered_by_adjacent(vmas: &[pb::VmaEntry], start: u64, end: u64) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zombie(pid: i32, ppid: i32, pgid: i32, sid: i32) -> TaskNode {
+        TaskNode::Zombie {
+            pid,
+            ppid,
+            pgid,
+            sid,
+            exit_code: 0,
+        }
+    }
+
+    #[test]
+    fn lost_leaders_of_the_roots_children_get_helpers_nested_session_then_group() {
+        let tasks = [
+            zombie(10, 1, 10, 10),
+            // A daemon: session and group of the gone 20.
+            zombie(21, 10, 20, 20),
+            // Another task of that session: the same helper.
+            zombie(22, 10, 20, 20),
+            // A group of the gone 30 in the root's session.
+            zombie(31, 10, 30, 10),
+            // Session 40 and group 41 both gone: a group helper inside a session helper.
+            zombie(42, 10, 41, 40),
+            // An ordinary child and a grandchild with a foreign session: no helper
+            // (only the root adopts).
+            zombie(50, 10, 10, 10),
+            zombie(51, 50, 60, 60),
+        ];
+        let (helpers, via) = plan_helpers(&tasks);
+        let h = |pid, new_session, parent| Helper {
+            pid,
+            new_session,
+            parent,
+        };
+        assert_eq!(
+            helpers,
+            vec![
+                h(20, true, None),
+                h(30, false, None),
+                h(40, true, None),
+                h(41, false, Some(2))
+            ]
+        );
+        assert_eq!(
+            via,
+            vec![None, Some(0), Some(0), Some(1), Some(3), None, None]
+        );
+        let tree = TreePlan {
+            tasks: tasks.to_vec(),
+            ns: Default::default(),
+            lock_table: None,
+            helpers,
+            via,
+        };
+        assert_eq!(
+            tree.forks_of_task(0),
+            vec![
+                Fork::Task(5),
+                Fork::Helper(0),
+                Fork::Helper(1),
+                Fork::Helper(2)
+            ]
+        );
+        assert_eq!(tree.forks_of_helper(0), vec![Fork::Task(1), Fork::Task(2)]);
+        assert_eq!(tree.forks_of_helper(2), vec![Fork::Helper(3)]);
+        assert_eq!(tree.forks_of_helper(3), vec![Fork::Task(4)]);
+        assert_eq!(tree.forks_of_task(5), vec![Fork::Task(6)]);
+    }
+
+    #[test]
+    fn a_group_led_by_a_task_of_the_tree_needs_no_helper() {
+        let tasks = [
+            zombie(10, 1, 10, 10),
+            zombie(11, 10, 11, 10),
+            zombie(12, 10, 11, 10),
+        ];
+        let (helpers, via) = plan_helpers(&tasks);
+        assert!(helpers.is_empty());
+        assert_eq!(via, vec![None, None, None]);
+    }
 }

@@ -726,11 +726,20 @@ fn set_process_state(c: &mut Ctx, plan: &TaskPlan) -> Result<()> {
             )?;
         }
     }
-    if plan.tc.child_subreaper == Some(true) {
+    // Set either way: the root of a tree with helpers was made a reaper to adopt their
+    // tasks, and goes back to what it was.
+    if let Some(on) = plan.tc.child_subreaper {
         c.call(
             "prctl(PR_SET_CHILD_SUBREAPER)",
             libc::SYS_prctl,
-            [libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0, 0],
+            [
+                libc::PR_SET_CHILD_SUBREAPER as u64,
+                u64::from(on),
+                0,
+                0,
+                0,
+                0,
+            ],
         )?;
     }
     for si in plan
