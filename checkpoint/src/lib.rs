@@ -357,6 +357,23 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
             Member::Zombie { .. } => None,
         })
         .collect();
+    let parent_of = |pid: i32| {
+        members.iter().find_map(|m| match m {
+            Member::Alive { pid: p, ppid, .. } if *p == pid => Some(*ppid),
+            _ => None,
+        })
+    };
+    // The topmost process reached from `pid` through parents it shares fs state with.
+    let fs_owner = |pid: i32| -> Result<i32> {
+        let mut at = pid;
+        while let Some(p) = parent_of(at).filter(|p| alive.contains(p)) {
+            if !shares(at, p, Shared::Fs)? {
+                break;
+            }
+            at = p;
+        }
+        Ok(at)
+    };
     for (i, &a) in alive.iter().enumerate() {
         for &b in &alive[i + 1..] {
             for (what, name) in [
@@ -364,6 +381,11 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
                 (Shared::Files, "descriptor table"),
                 (Shared::Fs, "cwd/root/umask"),
             ] {
+                // fs state shared down parent-child links is forked with CLONE_FS again
+                // (collect_tree gives such a child its parent's fs id).
+                if what == Shared::Fs && fs_owner(a)? == fs_owner(b)? {
+                    continue;
+                }
                 if shares(a, b, what)? {
                     return Err(DumpError::Unsupported {
                         pid: a,
@@ -608,6 +630,7 @@ fn collect_tree(
     let mut tree = Vec::with_capacity(members.len());
     let mut report = DumpReport::default();
     let mut users: std::collections::HashMap<u32, Vec<i32>> = std::collections::HashMap::new();
+    let mut fs_ids: Vec<(i32, u32)> = Vec::new();
     for (index, m) in members.iter_mut().enumerate() {
         match m {
             Member::Alive {
@@ -616,7 +639,14 @@ fn collect_tree(
                 stat,
                 threads,
             } => {
-                let ids = ids_of(index, own);
+                let mut ids = ids_of(index, own);
+                // cwd, root and umask shared with the parent (CLONE_FS): one fs object.
+                if let Some((_, parent_ids)) = fs_ids.iter().find(|(p, _)| p == ppid) {
+                    if stasis_sys::process::shares(*pid, *ppid, stasis_sys::process::Shared::Fs)? {
+                        ids.fs_id = *parent_ids;
+                    }
+                }
+                fs_ids.push((*pid, ids.fs_id));
                 let (entry, r, fdinfo) = collect_process(
                     opts,
                     dir,

@@ -148,7 +148,7 @@ pub fn run(
     if let Err(msg) = opened {
         fail(msg)
     }
-    match setup(plan, made) {
+    match setup(plan, made, tree.shares_fs_with_parent(index)) {
         Ok(()) => {
             report(report_at, pid, "R");
             process::pause_forever()
@@ -175,7 +175,11 @@ fn fork_all(
             Fork::Task(i) => tree.tasks[i].pid(),
             Fork::Helper(h) => tree.helpers[h].pid,
         };
-        match (process::fork_with_pid(&[pid], 0), f) {
+        let flags = match f {
+            Fork::Task(i) if tree.shares_fs_with_parent(i) => libc::CLONE_FS as u64,
+            _ => 0,
+        };
+        match (process::fork_with_pid(&[pid], flags), f) {
             (Ok(Forked::Child), Fork::Task(child)) => match &tree.tasks[child] {
                 TaskNode::Zombie {
                     pid,
@@ -361,14 +365,18 @@ fn join_group(plan: &TaskPlan) -> Result<(), String> {
     }
 }
 
-fn setup(plan: &TaskPlan, made: Made) -> Result<(), String> {
+/// `shared_fs`: cwd, root and umask are the parent's (`CLONE_FS`), which sets them.
+fn setup(plan: &TaskPlan, made: Made, shared_fs: bool) -> Result<(), String> {
     crate::fds::install(plan, made)?;
     crate::fds::tty::take_controlling(plan)?;
-    if plan.root != "/" {
-        std::os::unix::fs::chroot(&plan.root).map_err(|e| format!("chroot {}: {e}", plan.root))?;
+    if !shared_fs {
+        if plan.root != "/" {
+            std::os::unix::fs::chroot(&plan.root)
+                .map_err(|e| format!("chroot {}: {e}", plan.root))?;
+        }
+        std::env::set_current_dir(&plan.cwd).map_err(|e| format!("cwd {}: {e}", plan.cwd))?;
+        process::set_umask(plan.umask);
     }
-    std::env::set_current_dir(&plan.cwd).map_err(|e| format!("cwd {}: {e}", plan.cwd))?;
-    process::set_umask(plan.umask);
     process::set_personality(plan.tc.personality).map_err(|e| e.to_string())?;
     let signals = (1..=64).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP);
     for (sig, sa) in signals.zip(plan.tc.sigactions.iter()) {

@@ -171,6 +171,16 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             TaskNode::Zombie { .. } => {}
         }
     }
+    for (i, t) in tree.tasks.iter().enumerate() {
+        if let (TaskNode::Alive(p), true) = (t, tree.shares_fs_with_parent(i)) {
+            if p.root != "/" {
+                return Err(RestoreError::Unsupported(format!(
+                    "pid {} shares cwd and root with its parent (CLONE_FS) inside the chroot {}",
+                    p.pid, p.root
+                )));
+            }
+        }
+    }
     for h in &tree.helpers {
         if tree.ns.flags & libc::CLONE_NEWPID == 0 && process::pid_in_use(h.pid) {
             return Err(RestoreError::PidTaken { pid: h.pid });

@@ -49,6 +49,9 @@ pub struct TaskPlan {
     pub objects: crate::fds::Objects,
     /// `seccomp.img`'s filters (the threads' cores point into it).
     pub seccomp: Vec<pb::SeccompFilter>,
+    /// `ids.img`'s fs object: the same as the parent's when they share cwd, root and
+    /// umask (`CLONE_FS`).
+    pub fs_id: u32,
 }
 
 const PAGE: u64 = 4096;
@@ -152,6 +155,20 @@ impl TreePlan {
         (0..self.tasks.len())
             .filter(|&i| i != 0 && self.tasks[i].ppid() == pid)
             .collect()
+    }
+
+    /// Whether the task at `index` shares its cwd, root and umask with its parent: it is
+    /// then forked with `CLONE_FS` and leaves them to the parent.
+    pub fn shares_fs_with_parent(&self, index: usize) -> bool {
+        let TaskNode::Alive(t) = &self.tasks[index] else {
+            return false;
+        };
+        index > 0
+            && self.via.get(index).copied().flatten().is_none()
+            && self.tasks.iter().any(|p| match p {
+                TaskNode::Alive(p) => p.pid == t.ppid && p.fs_id == t.fs_id,
+                TaskNode::Zombie { .. } => false,
+            })
     }
 
     /// What the task at `index` forks: its children, but those a helper forks, then the
@@ -478,6 +495,7 @@ fn read_task(dir: &ImageDir, task: &pb::PstreeEntry) -> Result<TaskPlan> {
         exe,
         files,
         objects,
+        fs_id: ids.fs_id,
     })
 }
 
