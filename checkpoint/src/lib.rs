@@ -363,11 +363,11 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
             _ => None,
         })
     };
-    // The topmost process reached from `pid` through parents it shares fs state with.
-    let fs_owner = |pid: i32| -> Result<i32> {
+    // The topmost process reached from `pid` through parents it shares `what` with.
+    let owner = |pid: i32, what: Shared| -> Result<i32> {
         let mut at = pid;
         while let Some(p) = parent_of(at).filter(|p| alive.contains(p)) {
-            if !shares(at, p, Shared::Fs)? {
+            if !shares(at, p, what)? {
                 break;
             }
             at = p;
@@ -381,9 +381,10 @@ fn refuse_shared_tables(members: &[Member]) -> Result<()> {
                 (Shared::Files, "descriptor table"),
                 (Shared::Fs, "cwd/root/umask"),
             ] {
-                // fs state shared down parent-child links is forked with CLONE_FS again
-                // (collect_tree gives such a child its parent's fs id).
-                if what == Shared::Fs && fs_owner(a)? == fs_owner(b)? {
+                // fs state or a descriptor table shared down parent-child links is
+                // forked with CLONE_FS or CLONE_FILES again (collect_tree gives such a
+                // child its parent's fs or files id).
+                if what != Shared::Vm && owner(a, what)? == owner(b, what)? {
                     continue;
                 }
                 if shares(a, b, what)? {
@@ -630,7 +631,7 @@ fn collect_tree(
     let mut tree = Vec::with_capacity(members.len());
     let mut report = DumpReport::default();
     let mut users: std::collections::HashMap<u32, Vec<i32>> = std::collections::HashMap::new();
-    let mut fs_ids: Vec<(i32, u32)> = Vec::new();
+    let mut given: Vec<(i32, pb::TaskKobjIdsEntry)> = Vec::new();
     for (index, m) in members.iter_mut().enumerate() {
         match m {
             Member::Alive {
@@ -640,13 +641,18 @@ fn collect_tree(
                 threads,
             } => {
                 let mut ids = ids_of(index, own);
-                // cwd, root and umask shared with the parent (CLONE_FS): one fs object.
-                if let Some((_, parent_ids)) = fs_ids.iter().find(|(p, _)| p == ppid) {
-                    if stasis_sys::process::shares(*pid, *ppid, stasis_sys::process::Shared::Fs)? {
-                        ids.fs_id = *parent_ids;
+                // cwd, root and umask (CLONE_FS) or the descriptor table (CLONE_FILES)
+                // shared with the parent: one object, the parent's id.
+                if let Some((_, parent)) = given.iter().find(|(p, _)| p == ppid) {
+                    use stasis_sys::process::{shares, Shared};
+                    if shares(*pid, *ppid, Shared::Fs)? {
+                        ids.fs_id = parent.fs_id;
+                    }
+                    if shares(*pid, *ppid, Shared::Files)? {
+                        ids.files_id = parent.files_id;
                     }
                 }
-                fs_ids.push((*pid, ids.fs_id));
+                given.push((*pid, ids));
                 let (entry, r, fdinfo) = collect_process(
                     opts,
                     dir,
@@ -660,7 +666,11 @@ fn collect_tree(
                     &mut cgroups,
                     pids,
                 )?;
-                for f in &fdinfo {
+                // A table shared with the parent is the parent's: its uses counted there.
+                let own_table = !given
+                    .iter()
+                    .any(|(p, i)| p == ppid && i.files_id == ids.files_id);
+                for f in fdinfo.iter().filter(|_| own_table) {
                     users.entry(f.id).or_default().push(*pid);
                 }
                 tree.push(entry);

@@ -58,41 +58,22 @@ pub fn run(
     made: Option<Made>,
     extra: &[i32],
     root: Option<RootSetup<'_>>,
+    forked: Option<i32>,
 ) -> ! {
     let hi = tree_high_fd(tree);
     let report_at = hi + 1;
     let pid = tree.tasks[index].pid();
-    // Park the report pipe far above everything, close the rest (but the tree's parked
-    // file objects), then put it in place.
-    let mut keep = made.as_ref().map(Made::raw_fds).unwrap_or_default();
-    keep.extend_from_slice(extra);
-    keep.push(images.as_raw_fd());
-    if let Some(r) = root.as_ref() {
-        keep.extend(r.go.as_ref().map(|g| g.as_raw_fd()));
-        keep.extend(r.inherited.iter().map(|(_, fd)| *fd));
-    }
-    let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
-    match process::dup_at_least(report_fd, top + 1) {
-        Ok(tmp) => {
-            // The report pipe's number must be free: a kept descriptor there would be
-            // lost (stasis places them all above it).
-            if keep.contains(&report_at) {
-                report(
-                    tmp,
-                    pid,
-                    &format!("Edescriptor {report_at} is both kept and the report pipe's"),
-                );
-                process::exit_now(3);
-            }
-            keep.push(tmp);
-            if process::close_all_except(&keep).is_err()
-                || process::dup3(tmp, report_at, 0).is_err()
-            {
-                process::exit_now(3);
-            }
-            process::close_fd(tmp)
-        }
-        Err(_) => process::exit_now(3),
+    // A task sharing its parent's descriptor table (CLONE_FILES) finds it arranged.
+    if forked.is_none() {
+        arrange_fds(
+            tree,
+            pid,
+            report_fd,
+            made.as_ref(),
+            extra,
+            images,
+            root.as_ref(),
+        );
     }
     let fail = |msg: String| -> ! {
         report(report_at, pid, &format!("E{msg}"));
@@ -134,26 +115,92 @@ pub fn run(
         Ok(made) => made,
         Err(msg) => fail(msg),
     };
+    // Its children have their copies of the shared table: the parent may go on and
+    // install its descriptors (closing the parked objects).
+    if let Some(w) = forked {
+        if let Err(e) = process::write_fd(w, b"f") {
+            fail(format!("telling the parent its children are forked: {e}"))
+        }
+    }
+    // Each task's pages image: at `hi`, or, in a table shared with the parent (which
+    // puts its own there), at a free number above the report pipe, told to stasis.
     let opened = stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name)
         .map_err(|e| format!("{}: {e}", plan.pages_name))
         .and_then(|f| {
             let raw = f.into_raw_fd();
-            let placed = process::dup3(raw, hi, 0).map_err(|e| e.to_string());
-            if raw != hi {
+            let at = match forked {
+                None => process::dup3(raw, hi, 0).map(|()| hi),
+                Some(_) => process::dup_at_least(raw, report_at + 1),
+            };
+            if at.as_ref().map_or(true, |at| *at != raw) {
                 process::close_fd(raw);
             }
-            placed
+            at.map_err(|e| e.to_string())
         });
-
-    if let Err(msg) = opened {
-        fail(msg)
-    }
-    match setup(plan, made, tree.shares_fs_with_parent(index)) {
+    let pages_at = match opened {
+        Ok(at) => at,
+        Err(msg) => fail(msg),
+    };
+    let shared_fs = tree.shares_fs_with_parent(index);
+    let ready = match forked {
+        // The parent installs the descriptors of the table they share.
+        Some(_) => {
+            std::mem::forget(made);
+            setup(plan, None, shared_fs)
+        }
+        None => setup(plan, Some(made), shared_fs),
+    };
+    match ready {
         Ok(()) => {
-            report(report_at, pid, "R");
+            report(report_at, pid, &format!("R{pages_at}"));
             process::pause_forever()
         }
         Err(msg) => fail(msg),
+    }
+}
+
+/// Parks the report pipe far above everything, closes the rest (but the tree's parked
+/// file objects), then puts it in place.
+fn arrange_fds(
+    tree: &TreePlan,
+    pid: i32,
+    report_fd: i32,
+    made: Option<&Made>,
+    extra: &[i32],
+    images: &std::fs::File,
+    root: Option<&RootSetup<'_>>,
+) {
+    let hi = tree_high_fd(tree);
+    let report_at = hi + 1;
+    let mut keep = made.map(Made::raw_fds).unwrap_or_default();
+    keep.extend_from_slice(extra);
+    keep.push(images.as_raw_fd());
+    if let Some(r) = root {
+        keep.extend(r.go.as_ref().map(|g| g.as_raw_fd()));
+        keep.extend(r.inherited.iter().map(|(_, fd)| *fd));
+    }
+    let top = keep.iter().copied().max().unwrap_or(0).max(hi + 64);
+    match process::dup_at_least(report_fd, top + 1) {
+        Ok(tmp) => {
+            // The report pipe's number must be free: a kept descriptor there would be
+            // lost (stasis places them all above it).
+            if keep.contains(&report_at) {
+                report(
+                    tmp,
+                    pid,
+                    &format!("Edescriptor {report_at} is both kept and the report pipe's"),
+                );
+                process::exit_now(3);
+            }
+            keep.push(tmp);
+            if process::close_all_except(&keep).is_err()
+                || process::dup3(tmp, report_at, 0).is_err()
+            {
+                process::exit_now(3);
+            }
+            process::close_fd(tmp)
+        }
+        Err(_) => process::exit_now(3),
     }
 }
 
@@ -175,9 +222,26 @@ fn fork_all(
             Fork::Task(i) => tree.tasks[i].pid(),
             Fork::Helper(h) => tree.helpers[h].pid,
         };
-        let flags = match f {
-            Fork::Task(i) if tree.shares_fs_with_parent(i) => libc::CLONE_FS as u64,
-            _ => 0,
+        let (shares_fs, shares_files) = match f {
+            Fork::Task(i) => (
+                tree.shares_fs_with_parent(i),
+                tree.shares_files_with_parent(i),
+            ),
+            Fork::Helper(_) => (false, false),
+        };
+        let flags = if shares_fs { libc::CLONE_FS as u64 } else { 0 }
+            | if shares_files {
+                libc::CLONE_FILES as u64
+            } else {
+                0
+            };
+        // A child sharing this table says when its own children are forked (they copy
+        // the table, parked objects included): only then may this task install its
+        // descriptors. The pipe lives in the shared table; the parent closes it.
+        let forked = if shares_files {
+            Some(std::io::pipe().map_err(|e| format!("a pipe for pid {pid}: {e}"))?)
+        } else {
+            None
         };
         match (process::fork_with_pid(&[pid], flags), f) {
             (Ok(Forked::Child), Fork::Task(child)) => match &tree.tasks[child] {
@@ -196,6 +260,7 @@ fn fork_all(
                     Some(made),
                     extra,
                     None,
+                    forked.as_ref().map(|(_, w)| w.as_raw_fd()),
                 ),
             },
             (Ok(Forked::Child), Fork::Helper(h)) => {
@@ -205,6 +270,13 @@ fn fork_all(
                 let (pgid, _) = tree.tasks[child].group();
                 if pgid == child_pid {
                     let _ = process::setpgid(child_pid, child_pid);
+                }
+                if let Some((mut r, _w)) = forked {
+                    let mut byte = [0u8; 1];
+                    match std::io::Read::read(&mut r, &mut byte) {
+                        Ok(1) => {}
+                        _ => return Err(format!("pid {pid} did not finish forking")),
+                    }
                 }
             }
             (Ok(Forked::Parent(child_pid)), Fork::Helper(_)) => {
@@ -366,8 +438,11 @@ fn join_group(plan: &TaskPlan) -> Result<(), String> {
 }
 
 /// `shared_fs`: cwd, root and umask are the parent's (`CLONE_FS`), which sets them.
-fn setup(plan: &TaskPlan, made: Made, shared_fs: bool) -> Result<(), String> {
-    crate::fds::install(plan, made)?;
+/// `made`: `None` in a descriptor table shared with the parent, which installs it.
+fn setup(plan: &TaskPlan, made: Option<Made>, shared_fs: bool) -> Result<(), String> {
+    if let Some(made) = made {
+        crate::fds::install(plan, made)?;
+    }
     crate::fds::tty::take_controlling(plan)?;
     if !shared_fs {
         if plan.root != "/" {

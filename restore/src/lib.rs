@@ -23,6 +23,7 @@ mod rebuild;
 mod vma;
 
 use plan::{TaskNode, TreePlan};
+use std::collections::HashMap;
 
 pub use hook::{RestoreHook, RestoreStage};
 pub use stasis_cgroup::{parse_cgroup_root, ManageMode};
@@ -294,6 +295,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 None,
                 &keep,
                 Some(setup),
+                None,
             )
         }
         Ok(Forked::Parent(pid)) => pid,
@@ -348,6 +350,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         }
         let alive: Vec<i32> = tree.alive().map(|p| p.pid).collect();
         reports.wait_for(&alive, "R")?;
+        // Where each task put its pages image (a task sharing its parent's table cannot
+        // use the common number).
+        let pages_fds: HashMap<i32, i32> = reports
+            .said
+            .iter()
+            .filter_map(|(pid, text)| Some((*pid, text.parse().ok()?)))
+            .collect();
         if tree.ns.flags & libc::CLONE_NEWPID != 0 {
             hosts = Hosts(Some(ns::host_pids(root_host)?));
         }
@@ -373,6 +382,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             &shmem,
             &hosts,
             images.as_raw_fd(),
+            &pages_fds,
             &unlock,
         )
     })();
@@ -529,6 +539,8 @@ fn reap_orphans(limit: Duration) {
 struct Reports {
     pipe: std::io::PipeReader,
     buf: Vec<u8>,
+    /// The text after the kind of each task's last awaited report (`R<pages fd>`).
+    said: HashMap<i32, String>,
 }
 
 impl Reports {
@@ -536,6 +548,7 @@ impl Reports {
         Reports {
             pipe,
             buf: Vec::new(),
+            said: HashMap::new(),
         }
     }
 
@@ -552,8 +565,9 @@ impl Reports {
                 let (pid, msg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
                 let pid: i32 = pid.parse().unwrap_or(0);
                 match msg.split_at(msg.len().min(1)) {
-                    (k, _) if k == kind => {
+                    (k, text) if k == kind => {
                         waiting.remove(&pid);
+                        self.said.insert(pid, text.to_string());
                     }
                     ("E", text) => {
                         return Err(RestoreError::Child {
@@ -620,6 +634,7 @@ fn build_all(
     shmem: &rebuild::SharedObjects,
     hosts: &Hosts,
     images_fd: i32,
+    pages_fds: &HashMap<i32, i32>,
     before_resume: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let hi = child::tree_high_fd(tree);
@@ -631,7 +646,17 @@ fn build_all(
         .collect();
 
     let mut held: Vec<(&plan::TaskPlan, Tracee, Vec<Tracee>)> = Vec::new();
-    for plan in tree.alive() {
+    for (index, task) in tree.tasks.iter().enumerate() {
+        let TaskNode::Alive(plan) = task else {
+            continue;
+        };
+        let plan = plan.as_ref();
+        // In a table shared with the parent, the parent's rebuild (before) closed them.
+        let pages_fd = pages_fds.get(&plan.pid).copied().unwrap_or(hi);
+        let extra = match tree.shares_files_with_parent(index) {
+            true => &[][..],
+            false => &extra[..],
+        };
         let pid = hosts.get(plan.pid);
         let mut tracee = Tracee::seize(pid)?;
         log::debug!("pid {pid}: its own setup is done; seized");
@@ -640,7 +665,7 @@ fn build_all(
             path: pages_path,
             source,
         })?;
-        let threads = match rebuild::rebuild(&mut tracee, plan, hi, &pages, shmem, &extra) {
+        let threads = match rebuild::rebuild(&mut tracee, plan, pages_fd, &pages, shmem, extra) {
             Ok(threads) => threads,
             Err(e) => {
                 let _ = tracee.kill();

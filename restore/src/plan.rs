@@ -52,6 +52,8 @@ pub struct TaskPlan {
     /// `ids.img`'s fs object: the same as the parent's when they share cwd, root and
     /// umask (`CLONE_FS`).
     pub fs_id: u32,
+    /// `ids.img`'s descriptor table: the parent's when shared (`CLONE_FILES`).
+    pub files_id: u32,
 }
 
 const PAGE: u64 = 4096;
@@ -167,6 +169,20 @@ impl TreePlan {
             && self.via.get(index).copied().flatten().is_none()
             && self.tasks.iter().any(|p| match p {
                 TaskNode::Alive(p) => p.pid == t.ppid && p.fs_id == t.fs_id,
+                TaskNode::Zombie { .. } => false,
+            })
+    }
+
+    /// Whether the task at `index` shares its descriptor table with its parent: it is
+    /// then forked with `CLONE_FILES` and the parent installs the table.
+    pub fn shares_files_with_parent(&self, index: usize) -> bool {
+        let TaskNode::Alive(t) = &self.tasks[index] else {
+            return false;
+        };
+        index > 0
+            && self.via.get(index).copied().flatten().is_none()
+            && self.tasks.iter().any(|p| match p {
+                TaskNode::Alive(p) => p.pid == t.ppid && p.files_id == t.files_id,
                 TaskNode::Zombie { .. } => false,
             })
     }
@@ -496,6 +512,7 @@ fn read_task(dir: &ImageDir, task: &pb::PstreeEntry) -> Result<TaskPlan> {
         files,
         objects,
         fs_id: ids.fs_id,
+        files_id: ids.files_id,
     })
 }
 

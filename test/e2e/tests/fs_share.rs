@@ -1,22 +1,25 @@
-//! Processes sharing cwd, root and umask (`CLONE_FS`): the image holds one fs object for
-//! them (crit shows the same `fs_id`), and after restore they still share it — a `chdir`
-//! and `umask` in the child move its parent too, and not an ordinary sibling.
+//! Processes sharing cwd, root and umask (`CLONE_FS`) or their descriptor table
+//! (`CLONE_FILES`) with their parent: the image holds one object for both (crit shows the
+//! same `fs_id` or `files_id`), and after restore they still share it — a `chdir`,
+//! `umask` and a new descriptor in the child show in its parent exactly as the flag
+//! shares them, and never in an ordinary sibling.
 
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
 use std::collections::BTreeMap;
 
-/// name -> (counter, cwd, umask) per tick, in log order.
-type Ticks = BTreeMap<String, Vec<(u64, String, String)>>;
+/// name -> (counter, cwd, umask, descriptor 100 open) per tick, in log order.
+type Ticks = BTreeMap<String, Vec<(u64, String, String, String)>>;
 
 fn ticks(lines: &[String]) -> Ticks {
     let mut out = Ticks::new();
     for l in lines {
         let w: Vec<&str> = l.split_whitespace().collect();
-        if let ["tick", name, n, "cwd", cwd, "umask", mask] = w.as_slice() {
+        if let ["tick", name, n, "cwd", cwd, "umask", mask, "fd100", fd] = w.as_slice() {
             out.entry(name.to_string()).or_default().push((
                 n.parse().expect("counter"),
                 cwd.to_string(),
                 mask.to_string(),
+                fd.to_string(),
             ));
         }
     }
@@ -32,11 +35,12 @@ fn logged_pid(lines: &[String], what: &str) -> i32 {
 
 const NAMES: [&str; 3] = ["parent", "sharer", "other"];
 
-#[test]
-fn processes_sharing_cwd_and_umask_still_share_them_after_restore() {
-    let dir = ScratchDir::new("fs-share");
+/// Runs the workload with `flag` ("fs" or "files"), checks the image's `id_key`, and
+/// returns the state each process shows once the sharer has moved after the restore.
+fn share_across_restore(flag: &str, id_key: &str) -> Ticks {
+    let dir = ScratchDir::new(&format!("share-{flag}"));
     let images = dir.subdir("images");
-    let w = Workload::start("fsshare", &dir.join("fs.log"), &[] as &[&str], dir.path());
+    let w = Workload::start("fsshare", &dir.join("share.log"), &[flag], dir.path());
     let pid = w.pid();
     w.wait_for("every process ticking", LINE_TIMEOUT, |lines| {
         let t = ticks(lines);
@@ -54,17 +58,13 @@ fn processes_sharing_cwd_and_umask_still_share_them_after_restore() {
         proc::wait_gone(p, LINE_TIMEOUT).unwrap_or_else(|e| panic!("pid {p}: {e}"));
     }
     let set = crit_decode_all(&images);
-    let fs_id = |p: i32| {
-        set.entries(&format!("ids-{p}.img"))[0]["fs_id"]
+    let id = |p: i32| {
+        set.entries(&format!("ids-{p}.img"))[0][id_key]
             .as_u64()
-            .expect("fs_id")
+            .unwrap_or_else(|| panic!("{id_key} of {p}"))
     };
-    assert_eq!(
-        fs_id(sharer),
-        fs_id(pid),
-        "one fs object for parent and sharer"
-    );
-    assert_ne!(fs_id(other), fs_id(pid), "other has its own fs object");
+    assert_eq!(id(sharer), id(pid), "one {id_key} for parent and sharer");
+    assert_ne!(id(other), id(pid), "other has its own {id_key}");
 
     let before = ticks(&w.lines());
     let at = w.lines().len();
@@ -84,19 +84,18 @@ fn processes_sharing_cwd_and_umask_still_share_them_after_restore() {
         assert_eq!(values, want, "{name} continues from its own counter");
         for t in &after[name] {
             assert_eq!(
-                (t.1.as_str(), t.2.as_str()),
-                ("a", "022"),
-                "{name} is back in a"
+                (t.1.as_str(), t.2.as_str(), t.3.as_str()),
+                ("a", "022", "0"),
+                "{name} is back as it was"
             );
         }
     }
 
-    // The sharer moves: its parent moves with it, the other child stays.
     let at = w.lines().len();
     proc::signal(sharer, libc::SIGUSR1).expect("SIGUSR1 to the sharer");
-    w.wait_for("the parent in b", LINE_TIMEOUT, |lines| {
+    w.wait_for("the sharer moved", LINE_TIMEOUT, |lines| {
         ticks(&lines[at..])
-            .get("parent")
+            .get("sharer")
             .and_then(|v| v.iter().find(|t| t.1 == "b"))
             .cloned()
     });
@@ -108,18 +107,31 @@ fn processes_sharing_cwd_and_umask_still_share_them_after_restore() {
             .all(|n| t.get(*n).is_some_and(|v| v.len() >= 3))
             .then_some(())
     });
-    let moved = ticks(&w.lines()[moved_at..]);
-    for (name, cwd, mask) in [
-        ("parent", "b", "027"),
-        ("sharer", "b", "027"),
-        ("other", "a", "022"),
-    ] {
-        for t in &moved[name] {
-            assert_eq!(
-                (t.1.as_str(), t.2.as_str()),
-                (cwd, mask),
-                "{name} after the sharer moved"
-            );
-        }
+    ticks(&w.lines()[moved_at..])
+}
+
+fn assert_all(moved: &Ticks, name: &str, want: (&str, &str, &str)) {
+    for t in &moved[name] {
+        assert_eq!(
+            (t.1.as_str(), t.2.as_str(), t.3.as_str()),
+            want,
+            "{name} after the sharer moved (cwd, umask, fd 100)"
+        );
     }
+}
+
+#[test]
+fn processes_sharing_cwd_and_umask_still_share_them_after_restore() {
+    let moved = share_across_restore("fs", "fs_id");
+    assert_all(&moved, "sharer", ("b", "027", "1"));
+    assert_all(&moved, "parent", ("b", "027", "0"));
+    assert_all(&moved, "other", ("a", "022", "0"));
+}
+
+#[test]
+fn processes_sharing_a_descriptor_table_still_share_it_after_restore() {
+    let moved = share_across_restore("files", "files_id");
+    assert_all(&moved, "sharer", ("b", "027", "1"));
+    assert_all(&moved, "parent", ("a", "022", "1"));
+    assert_all(&moved, "other", ("a", "022", "0"));
 }

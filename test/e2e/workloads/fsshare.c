@@ -1,12 +1,14 @@
 /*
- * fsshare LOG: processes sharing cwd, root and umask (clone with CLONE_FS, as some
- * servers' workers are made). The parent makes directories "a" and "b", moves into
- * "a", then clones "sharer" with CLONE_FS and forks "other" the ordinary way. On
- * SIGUSR1, sharer moves to "../b" and sets umask 027: its parent, sharing its fs state,
- * moves with it; other does not. Every process logs, every ~20 ms,
- *   "tick <name> <counter> cwd <last path component> umask <octal>".
+ * fsshare LOG fs|files: processes sharing cwd, root and umask (clone with CLONE_FS), or
+ * their descriptor table (CLONE_FILES), as some servers' workers are made. The parent
+ * makes directories "a" and "b", moves into "a", then clones "sharer" with the flag
+ * and forks "other" the ordinary way. On SIGUSR1, sharer moves to "../b", sets umask
+ * 027 and opens "late" at descriptor 100: its parent, sharing its fs state or its
+ * table, sees the change; other does not. Every process logs, every ~20 ms,
+ *   "tick <name> <counter> cwd <last path component> umask <octal> fd100 <0|1>".
  */
 #include "common.h"
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -30,6 +32,10 @@ static void tick_forever(const char *name)
 			if (chdir("../b") < 0)
 				die("chdir ../b");
 			umask(027);
+			int fd = open("late", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+			if (fd < 0 || dup2(fd, 100) != 100)
+				die("late at 100");
+			close(fd);
 		}
 		char cwd[4096];
 		if (!getcwd(cwd, sizeof cwd))
@@ -38,15 +44,17 @@ static void tick_forever(const char *name)
 		mode_t m = umask(0);
 		umask(m);
 		n++;
-		log_line("tick %s %llu cwd %s umask %03o", name, n, base ? base + 1 : cwd, (unsigned)m);
+		log_line("tick %s %llu cwd %s umask %03o fd100 %d", name, n, base ? base + 1 : cwd, (unsigned)m,
+			 fcntl(100, F_GETFD) >= 0);
 		sleep_ms(20);
 	}
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 2)
+	if (argc != 3)
 		_exit(1);
+	unsigned long flag = strcmp(argv[2], "files") == 0 ? CLONE_FILES : CLONE_FS;
 	workload_start(argv[1]);
 	log_line("start pid %d", getpid());
 	umask(022);
@@ -54,9 +62,9 @@ int main(int argc, char **argv)
 		die("mkdir");
 	if (chdir("a") < 0)
 		die("chdir a");
-	long c = syscall(SYS_clone, CLONE_FS | SIGCHLD, 0, 0, 0, 0);
+	long c = syscall(SYS_clone, flag | SIGCHLD, 0, 0, 0, 0);
 	if (c < 0)
-		die("clone CLONE_FS");
+		die("clone");
 	if (c == 0) {
 		signal(SIGUSR1, on_usr1);
 		tick_forever("sharer");
