@@ -162,29 +162,24 @@ impl TreePlan {
     /// Whether the task at `index` shares its cwd, root and umask with its parent: it is
     /// then forked with `CLONE_FS` and leaves them to the parent.
     pub fn shares_fs_with_parent(&self, index: usize) -> bool {
-        let TaskNode::Alive(t) = &self.tasks[index] else {
-            return false;
-        };
-        index > 0
-            && self.via.get(index).copied().flatten().is_none()
-            && self.tasks.iter().any(|p| match p {
-                TaskNode::Alive(p) => p.pid == t.ppid && p.fs_id == t.fs_id,
-                TaskNode::Zombie { .. } => false,
-            })
+        self.shares_with_parent(index, |t| t.fs_id)
     }
 
     /// Whether the task at `index` shares its descriptor table with its parent: it is
     /// then forked with `CLONE_FILES` and the parent installs the table.
     pub fn shares_files_with_parent(&self, index: usize) -> bool {
+        self.shares_with_parent(index, |t| t.files_id)
+    }
+
+    /// Whether the task at `index`, forked by its parent (not a helper), has the same
+    /// `id` as that parent.
+    fn shares_with_parent(&self, index: usize, id: impl Fn(&TaskPlan) -> u32) -> bool {
         let TaskNode::Alive(t) = &self.tasks[index] else {
             return false;
         };
         index > 0
             && self.via.get(index).copied().flatten().is_none()
-            && self.tasks.iter().any(|p| match p {
-                TaskNode::Alive(p) => p.pid == t.ppid && p.files_id == t.files_id,
-                TaskNode::Zombie { .. } => false,
-            })
+            && self.alive().any(|p| p.pid == t.ppid && id(p) == id(t))
     }
 
     /// What the task at `index` forks: its children, but those a helper forks, then the

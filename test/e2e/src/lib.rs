@@ -22,6 +22,7 @@ pub mod proc;
 pub mod run;
 pub mod runtime_env;
 pub mod scratch;
+pub mod ticks;
 pub mod workload;
 
 pub use cr::{dump, restore};

@@ -3,30 +3,8 @@
 //! with its PID, its parent (the root, which adopted it), its group and its session,
 //! and continues from its own counter. No helper is left behind.
 
+use stasis_e2e::ticks::{relations as ticks, wait_each};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
-use std::collections::BTreeMap;
-
-/// name -> (counter, pid, ppid, pgid, sid) per tick, in log order.
-type Ticks = BTreeMap<String, Vec<(u64, i64, i64, i64, i64)>>;
-
-fn ticks(lines: &[String]) -> Ticks {
-    let mut out = Ticks::new();
-    for l in lines {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        if let ["tick", name, n, "pid", pid, "ppid", ppid, "pgid", pgid, "sid", sid] = w.as_slice()
-        {
-            let num = |s: &str| s.parse::<i64>().expect("number");
-            out.entry(name.to_string()).or_default().push((
-                n.parse().expect("counter"),
-                num(pid),
-                num(ppid),
-                num(pgid),
-                num(sid),
-            ));
-        }
-    }
-    out
-}
 
 const NAMES: [&str; 4] = ["root", "daemon", "grouped", "deep"];
 
@@ -41,13 +19,7 @@ fn processes_whose_session_or_group_leader_is_gone_come_back_in_that_session_and
         dir.path(),
     );
     let pid = w.pid();
-    w.wait_for("every process ticking", LINE_TIMEOUT, |lines| {
-        let t = ticks(lines);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, 0, 2, ticks);
     let gone: Vec<i64> = w
         .lines()
         .iter()
@@ -89,13 +61,7 @@ fn processes_whose_session_or_group_leader_is_gone_come_back_in_that_session_and
     let at = w.lines().len();
     restore(&images, &[]).assert_success();
     let settled = w.lines().len();
-    w.wait_for("every process ticked twice more", LINE_TIMEOUT, |lines| {
-        let t = ticks(&lines[settled..]);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, settled, 2, ticks);
     let lines = w.lines();
     let after = ticks(&lines[at..]);
     let settled = ticks(&lines[settled..]);

@@ -4,6 +4,7 @@
 //! `umask` and a new descriptor in the child show in its parent exactly as the flag
 //! shares them, and never in an ordinary sibling.
 
+use stasis_e2e::ticks::wait_each;
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
 use std::collections::BTreeMap;
 
@@ -42,13 +43,7 @@ fn share_across_restore(flag: &str, id_key: &str) -> Ticks {
     let images = dir.subdir("images");
     let w = Workload::start("fsshare", &dir.join("share.log"), &[flag], dir.path());
     let pid = w.pid();
-    w.wait_for("every process ticking", LINE_TIMEOUT, |lines| {
-        let t = ticks(lines);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, 0, 2, ticks);
     let sharer = logged_pid(&w.lines(), "sharer ");
     let other = logged_pid(&w.lines(), "other ");
 
@@ -69,13 +64,7 @@ fn share_across_restore(flag: &str, id_key: &str) -> Ticks {
     let before = ticks(&w.lines());
     let at = w.lines().len();
     restore(&images, &[]).assert_success();
-    w.wait_for("every process ticked twice more", LINE_TIMEOUT, |lines| {
-        let t = ticks(&lines[at..]);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, at, 2, ticks);
     let after = ticks(&w.lines()[at..]);
     for name in NAMES {
         let prev = before[name].last().expect("ticked before").0;
@@ -100,13 +89,7 @@ fn share_across_restore(flag: &str, id_key: &str) -> Ticks {
             .cloned()
     });
     let moved_at = w.lines().len();
-    w.wait_for("more ticks", LINE_TIMEOUT, |lines| {
-        let t = ticks(&lines[moved_at..]);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 3))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, moved_at, 3, ticks);
     ticks(&w.lines()[moved_at..])
 }
 

@@ -2,30 +2,8 @@
 //! session, continues from its own counter, and a zombie child is still a zombie that its
 //! parent reaps with the status it died with.
 
+use stasis_e2e::ticks::{relations as ticks, wait_each};
 use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
-use std::collections::BTreeMap;
-
-/// name -> (counter, pid, ppid, pgid, sid) per tick, in log order.
-type Ticks = BTreeMap<String, Vec<(u64, i64, i64, i64, i64)>>;
-
-fn ticks(lines: &[String]) -> Ticks {
-    let mut out = Ticks::new();
-    for l in lines {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        if let ["tick", name, n, "pid", pid, "ppid", ppid, "pgid", pgid, "sid", sid] = w.as_slice()
-        {
-            let num = |s: &str| s.parse::<i64>().expect("number");
-            out.entry(name.to_string()).or_default().push((
-                n.parse().expect("counter"),
-                num(pid),
-                num(ppid),
-                num(pgid),
-                num(sid),
-            ));
-        }
-    }
-    out
-}
 
 const NAMES: [&str; 5] = ["root", "child0", "child1", "child2", "grandchild"];
 
@@ -35,13 +13,7 @@ fn a_tree_with_groups_a_grandchild_and_a_zombie_continues_with_every_pid_and_rel
     let images = dir.subdir("images");
     let w = Workload::start("tree", &dir.join("tree.log"), &[] as &[&str], dir.path());
     let pid = w.pid();
-    w.wait_for("every process ticking", LINE_TIMEOUT, |lines| {
-        let t = ticks(lines);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, 0, 2, ticks);
     let zombie: i64 = w
         .lines()
         .iter()
@@ -89,13 +61,7 @@ fn a_tree_with_groups_a_grandchild_and_a_zombie_continues_with_every_pid_and_rel
     // Until stasis has exited, the restored root is its child: relations are compared
     // on what was logged after that.
     let settled = w.lines().len();
-    w.wait_for("every process ticked twice more", LINE_TIMEOUT, |lines| {
-        let t = ticks(&lines[settled..]);
-        NAMES
-            .iter()
-            .all(|n| t.get(*n).is_some_and(|v| v.len() >= 2))
-            .then_some(())
-    });
+    wait_each(&w, &NAMES, settled, 2, ticks);
     let lines = w.lines();
     let after = ticks(&lines[before.len()..]);
     let settled = ticks(&lines[settled..]);
