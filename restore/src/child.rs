@@ -3,6 +3,7 @@
 //! actions and name. It runs in a copy of stasis (single-threaded), keeps every signal
 //! blocked, reports success or the first error over `report_fd`, then waits in `pause()`.
 
+use crate::cow::Premap;
 use crate::fds::Made;
 use crate::plan::{Fork, TaskNode, TaskPlan, TreePlan};
 use stasis_sys::process;
@@ -59,6 +60,7 @@ pub fn run(
     extra: &[i32],
     root: Option<RootSetup<'_>>,
     forked: Option<i32>,
+    premaps: &[Premap],
 ) -> ! {
     let hi = tree_high_fd(tree);
     let report_at = hi + 1;
@@ -103,6 +105,16 @@ pub fn run(
             fail(format!("the root cannot adopt its helpers' tasks: {e}"))
         }
     }
+    // Private memory shared with children copy-on-write: copies made (or inherited ones
+    // made its own) before they are forked.
+    let premaps = match stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name)
+        .map_err(|e| format!("{}: {e}", plan.pages_name))
+        .and_then(|pages| {
+            crate::cow::prepare(tree, index, plan, &std::fs::File::from(pages), premaps)
+        }) {
+        Ok(p) => p,
+        Err(msg) => fail(msg),
+    };
     let made = match fork_all(
         tree,
         &tree.forks_of_task(index),
@@ -111,6 +123,7 @@ pub fn run(
         shell_job,
         made,
         extra,
+        &premaps,
     ) {
         Ok(made) => made,
         Err(msg) => fail(msg),
@@ -152,7 +165,11 @@ pub fn run(
     };
     match ready {
         Ok(()) => {
-            report(report_at, pid, &format!("R{pages_at}"));
+            let copies: String = premaps
+                .iter()
+                .map(|p| format!(" {:x}:{:x}", p.start, p.region.addr()))
+                .collect();
+            report(report_at, pid, &format!("R{pages_at}{copies}"));
             process::pause_forever()
         }
         Err(msg) => fail(msg),
@@ -208,6 +225,7 @@ fn arrange_fds(
 /// as soon as it is forked (the parent makes it too: later siblings may need to join it
 /// first, as a shell does for a pipeline). A helper is waited for: it exits as soon as
 /// it has forked its own.
+#[allow(clippy::too_many_arguments)]
 fn fork_all(
     tree: &TreePlan,
     forks: &[Fork],
@@ -216,6 +234,7 @@ fn fork_all(
     shell_job: bool,
     made: Made,
     extra: &[i32],
+    premaps: &[Premap],
 ) -> Result<Made, String> {
     for &f in forks {
         let pid = match f {
@@ -261,10 +280,11 @@ fn fork_all(
                     extra,
                     None,
                     forked.as_ref().map(|(_, w)| w.as_raw_fd()),
+                    premaps,
                 ),
             },
             (Ok(Forked::Child), Fork::Helper(h)) => {
-                run_helper(tree, h, images, report_at, shell_job, made, extra)
+                run_helper(tree, h, images, report_at, shell_job, made, extra, premaps)
             }
             (Ok(Forked::Parent(child_pid)), Fork::Task(child)) => {
                 let (pgid, _) = tree.tasks[child].group();
@@ -301,6 +321,7 @@ fn fork_all(
 
 /// A helper's life: lead the session or group of the leader it stands for, fork the
 /// tasks (and inner helpers) that belong there, exit.
+#[allow(clippy::too_many_arguments)]
 fn run_helper(
     tree: &TreePlan,
     h: usize,
@@ -309,6 +330,7 @@ fn run_helper(
     shell_job: bool,
     made: Made,
     extra: &[i32],
+    premaps: &[Premap],
 ) -> ! {
     let helper = &tree.helpers[h];
     let led = if helper.new_session {
@@ -325,7 +347,9 @@ fn run_helper(
         .map_err(|e| format!("helper pid {} cannot start its {what}: {e}", helper.pid))
         .and_then(|()| {
             let forks = tree.forks_of_helper(h);
-            fork_all(tree, &forks, images, report_at, shell_job, made, extra)
+            fork_all(
+                tree, &forks, images, report_at, shell_job, made, extra, premaps,
+            )
         });
     match result {
         Ok(_) => process::exit_now(0),

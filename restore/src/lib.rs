@@ -11,6 +11,7 @@
 
 mod cgroups;
 mod child;
+mod cow;
 mod cpu_gate;
 mod fds;
 mod hook;
@@ -296,6 +297,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 &keep,
                 Some(setup),
                 None,
+                &[],
             )
         }
         Ok(Forked::Parent(pid)) => pid,
@@ -333,11 +335,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 })?;
             }
             ns::setup_network(&tree.ns, &dir, root_host, &opts.veths)?;
-            // The root's cgroups, before it unshares its cgroup namespace: they are the
-            // namespace's root.
-            if tree.ns.cgroup {
-                cgroups.enter_one(root, root_host)?;
-            }
+            // The root's cgroups, before it unshares its cgroup namespace (they are the
+            // namespace's root) and before it allocates memory: the copies it makes of
+            // memory its children share (see cow.rs) are charged there, and the tasks
+            // it forks start there.
+            cgroups.enter_one(root, root_host)?;
             let stage = RestoreStage::NamespacesReady { pid: root_host };
             opts.hook
                 .call(stage)
@@ -351,12 +353,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         let alive: Vec<i32> = tree.alive().map(|p| p.pid).collect();
         reports.wait_for(&alive, "R")?;
         // Where each task put its pages image (a task sharing its parent's table cannot
-        // use the common number).
-        let pages_fds: HashMap<i32, i32> = reports
+        // use the common number) and its copies of memory shared with its parent.
+        let ready: HashMap<i32, Ready> = reports
             .said
             .iter()
-            .filter_map(|(pid, text)| Some((*pid, text.parse().ok()?)))
-            .collect();
+            .map(|(pid, text)| Ready::parse(text).map(|r| (*pid, r)))
+            .collect::<Result<_>>()?;
         if tree.ns.flags & libc::CLONE_NEWPID != 0 {
             hosts = Hosts(Some(ns::host_pids(root_host)?));
         }
@@ -382,7 +384,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             &shmem,
             &hosts,
             images.as_raw_fd(),
-            &pages_fds,
+            &ready,
             &unlock,
         )
     })();
@@ -534,6 +536,32 @@ fn reap_orphans(limit: Duration) {
     }
 }
 
+/// What a task's ready report (`R<pages fd>[ <start>:<copy>]...`, hex addresses) says.
+struct Ready {
+    pages_fd: i32,
+    /// (VMA start, where its copy is): memory shared copy-on-write, see [`cow`].
+    premaps: Vec<(u64, u64)>,
+}
+
+impl Ready {
+    fn parse(text: &str) -> Result<Ready> {
+        let bad = || RestoreError::Rebuild(format!("a task's ready report reads {text:?}"));
+        let mut words = text.split_whitespace();
+        let pages_fd = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+        let premaps = words
+            .map(|w| {
+                let (s, a) = w.split_once(':')?;
+                Some((
+                    u64::from_str_radix(s, 16).ok()?,
+                    u64::from_str_radix(a, 16).ok()?,
+                ))
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        Ok(Ready { pages_fd, premaps })
+    }
+}
+
 /// The restoring tasks' reports: one line `<pid> <kind>[text]` each, `R` (ready), `N`
 /// (the root's namespaces are ready) or `E<message>` (failed).
 struct Reports {
@@ -634,7 +662,7 @@ fn build_all(
     shmem: &rebuild::SharedObjects,
     hosts: &Hosts,
     images_fd: i32,
-    pages_fds: &HashMap<i32, i32>,
+    ready: &HashMap<i32, Ready>,
     before_resume: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let hi = child::tree_high_fd(tree);
@@ -652,12 +680,18 @@ fn build_all(
         };
         let plan = plan.as_ref();
         // In a table shared with the parent, the parent's rebuild (before) closed them.
-        let pages_fd = pages_fds.get(&plan.pid).copied().unwrap_or(hi);
+        let (pages_fd, premaps) = match ready.get(&plan.pid) {
+            Some(r) => (r.pages_fd, r.premaps.as_slice()),
+            None => (hi, &[][..]),
+        };
         let extra = match tree.shares_files_with_parent(index) {
             true => &[][..],
             false => &extra[..],
         };
         let pid = hosts.get(plan.pid);
+        if !premaps.is_empty() {
+            log::debug!("pid {pid}: copies shared copy-on-write (vma, copy): {premaps:x?}");
+        }
         let mut tracee = Tracee::seize(pid)?;
         log::debug!("pid {pid}: its own setup is done; seized");
         let pages_path = dir.file_path(&plan.pages_name);
@@ -665,13 +699,14 @@ fn build_all(
             path: pages_path,
             source,
         })?;
-        let threads = match rebuild::rebuild(&mut tracee, plan, pages_fd, &pages, shmem, extra) {
-            Ok(threads) => threads,
-            Err(e) => {
-                let _ = tracee.kill();
-                return Err(e);
-            }
-        };
+        let threads =
+            match rebuild::rebuild(&mut tracee, plan, pages_fd, &pages, shmem, extra, premaps) {
+                Ok(threads) => threads,
+                Err(e) => {
+                    let _ = tracee.kill();
+                    return Err(e);
+                }
+            };
         for (r, lim) in plan
             .tc
             .rlimits

@@ -182,6 +182,38 @@ impl TreePlan {
             && self.alive().any(|p| p.pid == t.ppid && id(p) == id(t))
     }
 
+    /// The VMAs of the task at `index` that a child it forks has too — the same range,
+    /// private anonymous on both sides, as a fork leaves them. The task maps its copy
+    /// before forking, so that the child shares its pages copy-on-write again.
+    pub fn shared_with_children(&self, index: usize) -> Vec<(u64, u64)> {
+        let TaskNode::Alive(t) = &self.tasks[index] else {
+            return Vec::new();
+        };
+        let children: Vec<&TaskPlan> = self
+            .forks_of_task(index)
+            .into_iter()
+            .filter_map(|f| match f {
+                Fork::Task(i) => match &self.tasks[i] {
+                    TaskNode::Alive(c) => Some(c.as_ref()),
+                    TaskNode::Zombie { .. } => None,
+                },
+                Fork::Helper(_) => None,
+            })
+            .collect();
+        t.mm.vmas
+            .iter()
+            .filter(|v| inheritable(v))
+            .filter(|v| {
+                children.iter().any(|c| {
+                    c.mm.vmas
+                        .iter()
+                        .any(|w| inheritable(w) && w.start == v.start && w.end == v.end)
+                })
+            })
+            .map(|v| (v.start, v.end))
+            .collect()
+    }
+
     /// What the task at `index` forks: its children, but those a helper forks, then the
     /// helpers the root starts.
     pub fn forks_of_task(&self, index: usize) -> Vec<Fork> {
@@ -214,6 +246,23 @@ impl TreePlan {
             .map(Fork::Helper)
             .collect()
     }
+}
+
+/// Private anonymous memory a fork hands down as it is: not a stack (it grows), not the
+/// kernel's, no file or shared object behind it.
+pub fn inheritable(v: &pb::VmaEntry) -> bool {
+    use crate::vma;
+    v.status & vma::ANON_PRIVATE != 0
+        && v.status
+            & (vma::STACK
+                | vma::VDSO
+                | vma::VVAR
+                | vma::VSYSCALL
+                | vma::SYSVIPC
+                | vma::ANON_SHARED
+                | vma::FILE_MASK)
+            == 0
+        && v.flags & libc::MAP_GROWSDOWN as u32 == 0
 }
 
 /// Works out the helpers the tree needs, like CRIU does from `pstree.img` alone: a child

@@ -78,8 +78,25 @@ pub fn rebuild(
     pages: &std::fs::File,
     shmem: &SharedObjects,
     extra_fds: &[i32],
+    premaps: &[(u64, u64)],
 ) -> Result<Vec<Tracee>> {
     let pid = t.pid();
+    // The task's copies of memory shared with its parent or children: (VMA, copy).
+    let copies: Vec<(&pb::VmaEntry, u64)> = premaps
+        .iter()
+        .map(|&(start, at)| {
+            plan.mm
+                .vmas
+                .iter()
+                .find(|v| v.start == start && crate::plan::inheritable(v))
+                .map(|v| (v, at))
+                .ok_or_else(|| {
+                    RestoreError::Rebuild(format!(
+                        "a copy of {start:#x}, which is no VMA of the task"
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
     let mem = ProcMem::open(pid)?;
     t.find_syscall_ip(&mem)?;
 
@@ -135,7 +152,11 @@ pub fn rebuild(
 
     // Unmap everything of stasis's but the trampoline and the kernel's special mappings.
     for (s, e, name) in layout::mappings(pid)? {
+        let copy = copies
+            .iter()
+            .any(|(v, at)| *at <= s && e <= at + (v.end - v.start));
         let keep = s == tramp
+            || copy
             || matches!(
                 name.as_str(),
                 "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]"
@@ -146,7 +167,7 @@ pub fn rebuild(
     }
     move_specials(&mut c, plan, &busy, tramp)?;
     let t0 = std::time::Instant::now();
-    map_vmas(&mut c, plan, pages_fd, pages, shmem)?;
+    map_vmas(&mut c, plan, pages_fd, pages, shmem, &copies)?;
     log::debug!(
         "pid {}: {} vmas mapped and filled in {:?}",
         plan.pid,
@@ -400,7 +421,9 @@ fn map_vmas(
     pages_fd: i32,
     pages: &std::fs::File,
     shmem: &SharedObjects,
+    copies: &[(&pb::VmaEntry, u64)],
 ) -> Result<()> {
+    let copy_of = |v: &pb::VmaEntry| copies.iter().find(|(c, _)| c.start == v.start).map(|c| c.1);
     // Which VMAs get pages: they are mapped writable first.
     let mut has_pages = vec![false; plan.mm.vmas.len()];
     for e in &plan.pagemap {
@@ -418,6 +441,18 @@ fn map_vmas(
         }
         if v.status & vma::SYSVIPC != 0 {
             attach_sysv(c, v)?;
+            continue;
+        }
+        // Memory shared copy-on-write: the copy, already holding the task's pages, moves
+        // into place (read-write until the protections are set below).
+        if let Some(at) = copy_of(v) {
+            let len = v.end - v.start;
+            c.call(
+                "mremap (copy-on-write copy)",
+                libc::SYS_mremap,
+                [at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v.start, 0],
+            )?;
+            has_pages[i] = true;
             continue;
         }
         let keep =
@@ -492,7 +527,11 @@ fn map_vmas(
         let len = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * PAGE;
         // The dumped vDSO pages only serve the preflight comparison: the kernel's own vDSO
         // was moved here.
-        if !vdso.is_some_and(|(s, end)| s <= e.vaddr && e.vaddr < end) {
+        // Nor do the pages of a copy: it holds them already.
+        let copied = copies
+            .iter()
+            .any(|(v, _)| v.start <= e.vaddr && e.vaddr < v.end);
+        if !vdso.is_some_and(|(s, end)| s <= e.vaddr && e.vaddr < end) && !copied {
             jobs.push((e.vaddr, len, off));
         }
         off += len;
@@ -532,7 +571,10 @@ fn map_vmas(
         if v.status & (vma::VDSO | vma::VVAR | vma::VSYSCALL) != 0 {
             continue;
         }
-        if has_pages[i] && v.prot & libc::PROT_WRITE as u32 == 0 {
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+        if (has_pages[i] && v.prot & libc::PROT_WRITE as u32 == 0)
+            || (copy_of(v).is_some() && v.prot != rw)
+        {
             c.call(
                 "mprotect",
                 libc::SYS_mprotect,
