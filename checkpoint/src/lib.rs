@@ -318,6 +318,19 @@ fn freeze_tree(
             Member::Alive { pid: p, stat, .. } if *p == ppid => Some(stat),
             _ => None,
         });
+        // A child is held before it is looked at: running, it could still change its
+        // session or group, or exit (then it is a zombie, its parent being held).
+        let early = match pid == root {
+            true => None,
+            false => match seize_threads(pid, deadline, hold) {
+                Ok(threads) => Some(threads),
+                Err(e) if procfs::stat(pid).is_ok_and(|s| matches!(s.state, 'Z' | 'X')) => {
+                    log::debug!("pid {pid} exited as it was seized ({e}): a zombie");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
         let stat = preflight(pid, root, parent, ppid == root, shell_job)?;
         if matches!(stat.state, 'Z' | 'X') {
             if pid == root {
@@ -329,7 +342,10 @@ fn freeze_tree(
             members.push(Member::Zombie { pid, ppid, stat });
             continue;
         }
-        let threads = seize_threads(pid, deadline, hold)?;
+        let threads = match early {
+            Some(threads) => threads,
+            None => seize_threads(pid, deadline, hold)?,
+        };
         for t in &threads {
             for child in procfs::children(pid, t.pid()).unwrap_or_default() {
                 queue.push_back((child, pid));

@@ -111,6 +111,33 @@ pub fn wait_gone(pid: Pid, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// Waits until no process is left in session `sid` (reaping those that are this
+/// process's zombies): a session's ID stays taken while any member lives, so a restore
+/// that needs the leader's PID must wait for the members the dump did not take (its
+/// children's orphans, say).
+pub fn wait_session_gone(sid: Pid, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let members: Vec<Pid> = std::fs::read_dir("/proc")
+            .map_err(|e| format!("/proc: {e}"))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<Pid>().ok())
+            .filter(|p| stat(*p).is_some_and(|s| s.session == sid))
+            .collect();
+        if members.is_empty() {
+            return Ok(());
+        }
+        for &p in &members {
+            try_reap(p);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "session {sid} still has processes {members:?} after {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// SIGKILLs `pid` and waits for it to be gone. Never panics (used in Drop).
 pub fn kill_and_reap(pid: Pid, timeout: Duration) -> Result<(), String> {
     if stat(pid).is_none() {
