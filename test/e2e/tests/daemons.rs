@@ -4,7 +4,9 @@
 //! and continues from its own counter. No helper is left behind.
 
 use stasis_e2e::ticks::{relations as ticks, wait_each};
-use stasis_e2e::{crit_decode_all, dump, proc, restore, ScratchDir, Workload, LINE_TIMEOUT};
+use stasis_e2e::{
+    crit_decode_all, dump, proc, restore, ProcessGuard, ScratchDir, Workload, LINE_TIMEOUT,
+};
 
 const NAMES: [&str; 4] = ["root", "daemon", "grouped", "deep"];
 
@@ -41,6 +43,13 @@ fn processes_whose_session_or_group_leader_is_gone_come_back_in_that_session_and
     assert_eq!(grouped.4, root.4, "grouped stays in the root's session");
     assert!(gone.contains(&deep.4) && deep.3 != deep.4);
 
+    // The daemons live in sessions and groups of their own: the workload's guard (its
+    // root's) does not reach them.
+    let log = dir.join("daemons.log").to_string_lossy().into_owned();
+    let _guards: Vec<ProcessGuard> = [daemon, grouped, deep]
+        .iter()
+        .map(|t| ProcessGuard::new(t.1 as i32, log.clone()))
+        .collect();
     dump(&images, pid, &[]).assert_success();
     proc::wait_gone(pid, LINE_TIMEOUT).expect("the dumped root is gone");
     for t in [daemon, grouped, deep] {
