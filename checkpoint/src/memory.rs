@@ -310,6 +310,25 @@ pub fn write_pages(
         path: mem_path.clone(),
         source,
     })?;
+    let total: u64 = entries
+        .iter()
+        .map(|e| e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * PAGE)
+        .sum();
+    // A few pages (most processes of a tree): one buffer, no writer thread.
+    if total <= CHUNK as u64 {
+        let mut buf = vec![0u8; total as usize];
+        let mut fill = 0usize;
+        for e in entries {
+            let len = (e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages)) * PAGE) as usize;
+            read_task_memory(pid, &mem, &mem_path, e.vaddr, &mut buf[fill..fill + len])?;
+            fill += len;
+        }
+        let mut out = out;
+        return out.write_all(&buf).map_err(|source| DumpError::Io {
+            path: out_path.to_path_buf(),
+            source,
+        });
+    }
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..4 {

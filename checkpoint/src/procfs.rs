@@ -219,6 +219,9 @@ pub struct Status {
     /// `NSsid` values): 0 for a leader outside it. Found even when the leader is gone.
     pub ns_pgid: i32,
     pub ns_sid: i32,
+    /// Signals with a handler (`SigCgt`) and ignored ones (`SigIgn`), bit N-1 for N.
+    pub sig_cgt: u64,
+    pub sig_ign: u64,
 }
 
 /// Parses `/proc/PID/status`.
@@ -264,6 +267,8 @@ fn status_file(pid: i32, name: &str) -> Result<Status> {
             "CapEff" => s.cap_eff = hex()?,
             "CapBnd" => s.cap_bnd = hex()?,
             "CapAmb" => s.cap_amb = hex()?,
+            "SigCgt" => s.sig_cgt = hex()?,
+            "SigIgn" => s.sig_ign = hex()?,
             "NoNewPrivs" => s.no_new_privs = val.parse().map_err(|_| bad(pid, name, line))?,
             "Seccomp" => s.seccomp = val.parse().map_err(|_| bad(pid, name, line))?,
             "Tgid" => s.tgid = val.parse().map_err(|_| bad(pid, name, line))?,

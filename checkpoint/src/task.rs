@@ -178,8 +178,24 @@ pub fn collect_process(
     let s = scratch.addr;
     let mut buf = [0u8; 32];
     let mut sigactions = Vec::with_capacity(62);
+    // Only signals with a handler or ignored need asking (one remote call each); the
+    // rest are SIG_DFL, whose flags and mask do nothing — but SIGCHLD's, where
+    // SA_NOCLDSTOP and SA_NOCLDWAIT count even then.
+    let status = crate::procfs::status(pid)?;
+    let asked = status.sig_cgt | status.sig_ign | 1 << (libc::SIGCHLD - 1);
     for sig in 1..=64u64 {
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        if asked & 1 << (sig - 1) == 0 {
+            sigactions.push(pb::SaEntry {
+                sigaction: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+                compat_sigaction: None,
+                mask_extended: None,
+            });
             continue;
         }
         t.syscall_ok("rt_sigaction", libc::SYS_rt_sigaction, [sig, 0, s, 8, 0, 0])?;
