@@ -105,15 +105,30 @@ pub fn run(
             fail(format!("the root cannot adopt its helpers' tasks: {e}"))
         }
     }
+    let pages = match stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name) {
+        Ok(f) => std::fs::File::from(f),
+        Err(e) => fail(format!("{}: {e}", plan.pages_name)),
+    };
     // Private memory shared with children copy-on-write: copies made (or inherited ones
     // made its own) before they are forked.
-    let premaps = match stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name)
-        .map_err(|e| format!("{}: {e}", plan.pages_name))
-        .and_then(|pages| {
-            crate::cow::prepare(tree, index, plan, &std::fs::File::from(pages), premaps)
-        }) {
+    let premaps = match crate::cow::prepare(tree, index, plan, &pages, premaps) {
         Ok(p) => p,
         Err(msg) => fail(msg),
+    };
+    // Each task's pages image: at `hi`, or, in a table shared with the parent (which
+    // puts its own there), at a free number above the report pipe, told to stasis —
+    // placed before the parent may install its descriptors over the low numbers.
+    let raw = pages.into_raw_fd();
+    let placed = match forked {
+        None => process::dup3(raw, hi, 0).map(|()| hi),
+        Some(_) => process::dup_at_least(raw, report_at + 1),
+    };
+    if placed.as_ref().map_or(true, |at| *at != raw) {
+        process::close_fd(raw);
+    }
+    let pages_at = match placed {
+        Ok(at) => at,
+        Err(e) => fail(format!("{}: {e}", plan.pages_name)),
     };
     let made = match fork_all(
         tree,
@@ -135,25 +150,6 @@ pub fn run(
             fail(format!("telling the parent its children are forked: {e}"))
         }
     }
-    // Each task's pages image: at `hi`, or, in a table shared with the parent (which
-    // puts its own there), at a free number above the report pipe, told to stasis.
-    let opened = stasis_sys::ns::open_at(images.as_fd(), &plan.pages_name)
-        .map_err(|e| format!("{}: {e}", plan.pages_name))
-        .and_then(|f| {
-            let raw = f.into_raw_fd();
-            let at = match forked {
-                None => process::dup3(raw, hi, 0).map(|()| hi),
-                Some(_) => process::dup_at_least(raw, report_at + 1),
-            };
-            if at.as_ref().map_or(true, |at| *at != raw) {
-                process::close_fd(raw);
-            }
-            at.map_err(|e| e.to_string())
-        });
-    let pages_at = match opened {
-        Ok(at) => at,
-        Err(msg) => fail(msg),
-    };
     let shared_fs = tree.shares_fs_with_parent(index);
     let ready = match forked {
         // The parent installs the descriptors of the table they share.
