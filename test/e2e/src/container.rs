@@ -123,6 +123,25 @@ impl Container {
         self.guard = ProcessGuard::new(pid, "nsworker");
     }
 
+    /// `stasis restore` of an nsinit container dumped from `images` into its rootfs (its
+    /// `/dev/null` bind mapped back, `extra` options added); asserts success and follows
+    /// the init to the restored one, whose host PID it returns.
+    pub fn restore_from(&mut self, images: &Path, pidfile: &Path, extra: &[&str]) -> Pid {
+        let rootfs = self
+            .rootfs
+            .to_str()
+            .expect("a UTF-8 rootfs path")
+            .to_string();
+        let pidfile_arg = pidfile.to_str().expect("a UTF-8 pidfile path");
+        let mut args = vec!["--root", &rootfs, "--ext-mount-map", "devnull:/dev/null"];
+        args.extend_from_slice(extra);
+        args.extend(["--pidfile", pidfile_arg]);
+        crate::restore(images, &args).assert_success();
+        let pid = read_pidfile(pidfile);
+        self.restored_as(pid);
+        pid
+    }
+
     /// Waits for the init to be gone (dumped and killed).
     pub fn assert_gone(&self, timeout: Duration) {
         if let Err(e) = proc::wait_gone(self.pid, timeout) {

@@ -4,9 +4,9 @@
 //! none), and after restore every process is back with its inner PID, parent, group and
 //! session, its counter continuing.
 
-use stasis_e2e::container::{busybox_rootfs, read_pidfile, Container};
+use stasis_e2e::container::{busybox_rootfs, Container};
 use stasis_e2e::ticks::{relations, Relations};
-use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir, LINE_TIMEOUT};
+use stasis_e2e::{crit_decode_all, dump, ScratchDir, LINE_TIMEOUT};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -85,19 +85,7 @@ fn lost_leaders_inside_a_pid_namespace_come_back_with_their_inner_ids() {
         "pstree.img holds the inner ids, the gone leaders' too"
     );
 
-    let out = restore(
-        &images,
-        &[
-            "--root",
-            rootfs.to_str().unwrap(),
-            "--ext-mount-map",
-            "devnull:/dev/null",
-            "--pidfile",
-            dir.join("pid").to_str().unwrap(),
-        ],
-    );
-    out.assert_success();
-    c.restored_as(read_pidfile(&dir.join("pid")));
+    c.restore_from(&images, &dir.join("pid"), &[]);
     let after = wait_each(&rootfs, at, 2);
     for k in NAMES {
         let prev = last(&before, k);

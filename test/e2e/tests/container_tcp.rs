@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use stasis_e2e::container::{busybox_rootfs, host_mounts_under, read_pidfile, Container};
+use stasis_e2e::container::{busybox_rootfs, host_mounts_under, Container};
 use stasis_e2e::netpeer::{in_netns, run_ok, EchoStream, Veth};
-use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir};
+use stasis_e2e::{crit_decode_all, dump, ScratchDir};
 
 const PORT: u16 = 7411;
 /// Bytes a second the client sends.
@@ -149,24 +149,12 @@ fn a_tcp_client_streams_through_a_checkpoint_and_restore_of_the_servers_network_
     let pidfile = dir.join("pid");
     let external = format!("veth[{}]:{}", veth.inside, veth.host);
     let t = Instant::now();
-    restore(
+    let pid = c.restore_from(
         &images,
-        &[
-            "--root",
-            rootfs.to_str().unwrap(),
-            "--ext-mount-map",
-            "devnull:/dev/null",
-            "--tcp-established",
-            "--external",
-            &external,
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-        ],
-    )
-    .assert_success();
+        &pidfile,
+        &["--tcp-established", "--external", &external],
+    );
     let restore_time = t.elapsed();
-    let pid = read_pidfile(&pidfile);
-    c.restored_as(pid);
     assert!(veth.host_exists(), "the restore recreated {}", veth.host);
     client.assert_ok();
     // The host end is new and has no address: the host's side of the network is the

@@ -130,20 +130,7 @@ fn a_container_init_comes_back_as_pid_1_of_new_namespaces_with_hostname_tmpfs_sh
 
     // The container is gone, its cgroups with it.
     cg.remove_all();
-    let out = restore(
-        &images,
-        &[
-            "--root",
-            rootfs.to_str().unwrap(),
-            "--ext-mount-map",
-            "devnull:/dev/null",
-            "--pidfile",
-            dir.join("pid").to_str().unwrap(),
-        ],
-    );
-    out.assert_success();
-    let pid = read_pidfile(&dir.join("pid"));
-    c.restored_as(pid);
+    let pid = c.restore_from(&images, &dir.join("pid"), &[]);
 
     let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
     let resumed = &after[at_dump.len()..];
@@ -370,21 +357,7 @@ fn a_container_in_a_user_namespace_of_its_own_comes_back_with_its_maps_and_owner
         "the segment's owner as the namespace sees it"
     );
 
-    let pidfile = dir.join("pid");
-    restore(
-        &images,
-        &[
-            "--root",
-            rootfs.to_str().unwrap(),
-            "--ext-mount-map",
-            "devnull:/dev/null",
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-        ],
-    )
-    .assert_success();
-    let pid = read_pidfile(&pidfile);
-    c.restored_as(pid);
+    let pid = c.restore_from(&images, &dir.join("pid"), &[]);
 
     let after = wait_ticks(&rootfs, at_dump.len() + 3, Duration::from_secs(10));
     assert_eq!(
