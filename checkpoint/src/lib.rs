@@ -552,6 +552,10 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
             })?,
         )
     } else {
+        if opts.network_lock {
+            let table = stasis_netns::lock::lock_table_name(&run);
+            fds::inet::lock_connections(opts.pid, table)?;
+        }
         None
     };
     let mut report = collect_tree(opts, dir, &mut members, freezer, &own, &pids, &run)?;
@@ -764,13 +768,7 @@ fn collect_tree(
         root_ids: Some(root_ids),
         ns_per_id: Some(true),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-        network_lock_method: Some(
-            if opts.network_lock && own.has("net") && external_netns(opts)?.is_none() {
-                1
-            } else {
-                2
-            },
-        ),
+        network_lock_method: Some(if opts.network_lock { 1 } else { 2 }),
         plugins_entry: Some(pb::PluginsEntry {
             plugins: Vec::new(),
         }),

@@ -15,7 +15,7 @@ pub mod lock;
 pub mod ns;
 pub mod tcp;
 
-pub use lock::{lock, unlock, NetLock};
+pub use lock::{lock, unlock, ConnLock, NetLock};
 pub use ns::{dump_netns, restore_netns, NetnsError};
 
 /// What can go wrong while repairing a connection. Messages name the socket.

@@ -363,11 +363,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             hosts = Hosts(Some(ns::host_pids(root_host)?));
         }
         cgroups.enter_all(&|p| hosts.get(p))?;
-        // A namespace dumped under the network lock comes back locked: unlocked once
-        // every task is rebuilt, before any runs.
+        // A namespace dumped under the network lock comes back locked, and connections
+        // dumped out of a namespace that went on are still locked one by one in it:
+        // unlocked once every task is rebuilt, before any runs.
+        let conns_locked = tree.alive().any(|p| fds::inet::has_established(&p.objects));
         let unlock = || -> Result<()> {
             match (&tree.ns.net_id, &tree.lock_table) {
-                (Some(_), Some(table)) => {
+                (net, Some(table)) if net.is_some() || conns_locked => {
                     stasis_netns::unlock(root_host, table).map_err(|e| RestoreError::Child {
                         pid: root_host,
                         what: format!("unlocking its network: {e}"),

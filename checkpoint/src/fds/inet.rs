@@ -19,6 +19,7 @@ use crate::files::FileTable;
 use crate::Result;
 use stasis_images::{names, pb, ImageDir, ImageKind};
 use stasis_netns::tcp::{self, state, TcpConnection, TcpOptions};
+use stasis_netns::ConnLock;
 use stasis_sys::unixsock::{get_int_opt, get_time_opt};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -40,11 +41,15 @@ pub struct Streams {
 struct Session {
     tcp_established: bool,
     repaired: Vec<OwnedFd>,
+    /// The lock of single connections, when the tree's network namespace is not locked
+    /// as a whole (see [`lock_connections`]).
+    conns: Option<ConnLock>,
 }
 
 static SESSION: Mutex<Session> = Mutex::new(Session {
     tcp_established: false,
     repaired: Vec::new(),
+    conns: None,
 });
 
 fn session() -> std::sync::MutexGuard<'static, Session> {
@@ -56,13 +61,36 @@ pub fn begin(tcp_established: bool) {
     let mut s = session();
     s.tcp_established = tcp_established;
     release(&mut s.repaired, false);
+    s.conns = None;
+}
+
+/// Each established connection is cut off on its own (table `inet <table>`) before its
+/// socket enters repair mode: the dumped tasks share their network namespace with
+/// processes that go on (the host's, or a runtime's), so it cannot be locked as a whole.
+pub fn lock_connections(pid: i32, table: String) -> Result<()> {
+    let lock = ConnLock::new(table).map_err(|e| crate::DumpError::Unsupported {
+        pid,
+        what: format!("the connection lock: {e}"),
+    })?;
+    session().conns = Some(lock);
+    Ok(())
 }
 
 /// Ends a dump. `killed`: the task is dead, so the repaired sockets are closed in repair
-/// mode (silently); otherwise they leave repair mode and the connections carry on.
+/// mode (silently) and their connections stay locked until the restore; otherwise they
+/// leave repair mode, are unlocked, and the connections carry on.
 pub fn settle(killed: bool) {
     let mut s = session();
     release(&mut s.repaired, killed);
+    match (s.conns.take(), killed) {
+        (Some(lock), true) => lock.keep(),
+        (Some(lock), false) => {
+            if let Err(e) = lock.release() {
+                log::error!("unlocking the dumped TCP connections: {e}");
+            }
+        }
+        (None, _) => {}
+    }
 }
 
 fn release(repaired: &mut Vec<OwnedFd>, killed: bool) {
@@ -147,7 +175,7 @@ pub fn dump(table: &mut FileTable, f: &OpenFd<'_>, id: u32) -> Result<pb::FdType
                 }
                 entry.backlog = info.sacked;
             }
-            state::ESTABLISHED => stream(table, f, &entry, &tuple)?,
+            state::ESTABLISHED => stream(table, f, &entry, (src, dst), &tuple)?,
             s => {
                 return Err(f.unsupported(format!(
                     "a TCP socket {tuple} in state {}; only listening, closed and \
@@ -175,7 +203,13 @@ pub fn dump(table: &mut FileTable, f: &OpenFd<'_>, id: u32) -> Result<pb::FdType
 }
 
 /// Repairs the established connection and records its stream.
-fn stream(table: &mut FileTable, f: &OpenFd<'_>, e: &pb::InetSkEntry, tuple: &str) -> Result<()> {
+fn stream(
+    table: &mut FileTable,
+    f: &OpenFd<'_>,
+    e: &pb::InetSkEntry,
+    (src, dst): (Option<SocketAddr>, Option<SocketAddr>),
+    tuple: &str,
+) -> Result<()> {
     let mut s = session();
     if !s.tcp_established {
         return Err(f.unsupported(format!(
@@ -183,6 +217,10 @@ fn stream(table: &mut FileTable, f: &OpenFd<'_>, e: &pb::InetSkEntry, tuple: &st
         )));
     }
     let local = f.local()?;
+    if let (Some(lock), Some(src), Some(dst)) = (s.conns.as_mut(), src, dst) {
+        lock.add(f.pid, src, dst)
+            .map_err(|e| f.unsupported(format!("{tuple}: {e}")))?;
+    }
     // A delayed ACK still pending goes out now, while the socket can send: the peer must
     // not retransmit into the port once the socket is gone.
     let _ = stasis_sys::unixsock::set_int_opt(local, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);

@@ -9,7 +9,7 @@
 
 mod dump;
 mod error;
-mod link;
+pub(crate) mod link;
 mod restore;
 mod sysctl;
 pub(crate) mod tool;

@@ -129,6 +129,11 @@ pub fn read_streams<'a>(
     Ok(out)
 }
 
+/// Whether the images hold an established TCP connection.
+pub fn has_established(objs: &Objects) -> bool {
+    objs.inet_sockets().any(established)
+}
+
 /// Refuses an image with established connections unless `--tcp-established` was given
 /// (as CRIU does).
 pub fn check_options(objs: &Objects, tcp_established: bool) -> Result<()> {

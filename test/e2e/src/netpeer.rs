@@ -455,3 +455,48 @@ fn read_loop(mut s: TcpStream, sh: &Shared) {
         }
     }
 }
+
+/// Connection attempts to a port, without pause, that count the refused ones: a dumped
+/// namespace must drop every packet until it is gone, so no attempt may be answered
+/// with a reset, during the dump or while the namespace is torn down.
+pub struct ResetProbe {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<(u64, u64)>>,
+}
+
+impl ResetProbe {
+    /// Starts two threads trying `addr`; each attempt waits 1 ms for an answer.
+    pub fn start(addr: SocketAddr) -> ResetProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let (mut tries, mut refused) = (0, 0);
+                    while !stop.load(Ordering::SeqCst) {
+                        tries += 1;
+                        match TcpStream::connect_timeout(&addr, Duration::from_millis(1)) {
+                            Err(e) if e.kind() == ErrorKind::ConnectionRefused => refused += 1,
+                            // Once the namespace is gone there is no route: no busy loop.
+                            Err(e) if !timed_out(&e) => {
+                                std::thread::sleep(Duration::from_millis(1))
+                            }
+                            _ => {}
+                        }
+                    }
+                    (tries, refused)
+                })
+            })
+            .collect();
+        ResetProbe { stop, threads }
+    }
+
+    /// Stops the attempts: (attempts, refused).
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().expect("probe thread panicked"))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+}

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stasis_e2e::container::{busybox_rootfs, host_mounts_under, Container};
-use stasis_e2e::netpeer::{in_netns, run_ok, EchoStream, Veth};
-use stasis_e2e::{crit_decode_all, dump, ScratchDir};
+use stasis_e2e::cr::dump_command;
+use stasis_e2e::netpeer::{in_netns, run_ok, EchoStream, ResetProbe, Veth};
+use stasis_e2e::run::Running;
+use stasis_e2e::{crit_decode_all, ScratchDir};
 
 const PORT: u16 = 7411;
 /// Bytes a second the client sends.
@@ -32,6 +34,15 @@ const WARMUP: u64 = 1 << 20;
 /// The server's log lines (/data/server.log in the container's root).
 fn server_log(rootfs: &std::path::Path) -> String {
     std::fs::read_to_string(rootfs.join("data/server.log")).unwrap_or_default()
+}
+
+/// Whether the network namespace of `pid` holds stasis's lock table (`inet CRIU-*`).
+fn locked(pid: i32) -> bool {
+    std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["nft", "list", "tables", "inet"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("table inet CRIU-"))
 }
 
 /// `(proto state)` of every inet socket in files.img, and the receive and send queue
@@ -86,14 +97,24 @@ fn a_tcp_client_streams_through_a_checkpoint_and_restore_of_the_servers_network_
     client.hold_reads(true);
     let in_flight = client.wait_writer_blocked(Duration::from_millis(500), Duration::from_secs(10));
 
-    // The dump, while the client goes on trying to send.
+    // The dump, while the client goes on trying to send. Once the namespace is locked,
+    // connection attempts to a closed port of it go on too: until the namespace is gone
+    // none may be refused, since a reset from the dying namespace would as well reach
+    // the client.
     let t = Instant::now();
-    dump(
+    let mut dumping = Running::start(dump_command(
         &images,
         c.pid,
         &["--tcp-established", "--ext-mount-map", "/dev/null:devnull"],
-    )
-    .assert_success();
+    ));
+    while !dumping.has_exited() && !locked(c.pid) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let closed: SocketAddr = format!("{}:{}", veth.inside_addr(), PORT + 1)
+        .parse()
+        .unwrap();
+    let probe = ResetProbe::start(closed);
+    dumping.wait(Duration::from_secs(60)).assert_success();
     let dump_time = t.elapsed();
     c.assert_gone(Duration::from_secs(10));
     client.assert_ok();
@@ -123,6 +144,12 @@ fn a_tcp_client_streams_through_a_checkpoint_and_restore_of_the_servers_network_
     if let Err(e) = veth.wait_host_gone(Duration::from_secs(10)) {
         panic!("the dumped namespace's veth pair: {e}");
     }
+    let (attempts, refused) = probe.stop();
+    assert_eq!(
+        refused, 0,
+        "{refused} of {attempts} connection attempts to {closed} were refused (reset) \
+         while the dumped namespace was locked or torn down"
+    );
 
     // The images: the namespace's links and the server's sockets.
     let set = crit_decode_all(&images);
@@ -231,7 +258,7 @@ fn a_tcp_client_streams_through_a_checkpoint_and_restore_of_the_servers_network_
          back {resumed:.1?} after the restore, all pre-dump bytes + {WARMUP} more after \
          {caught_up:.1?} more; {} bytes after the dump, {total} in all; longest stall {:.1?}; \
          {in_flight} bytes in flight at the dump, server queues in the image (receive, send): \
-         {queues:?}",
+         {queues:?}; {attempts} connection attempts while dumped, none refused",
         warm,
         total - recv_at_dump,
         stall

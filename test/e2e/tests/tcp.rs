@@ -9,7 +9,11 @@
 //!   per socket, `tcp-stream-<ino>.img`), the restored client goes on counting, its own
 //!   listener keeps its port and answers, its UDP pair still delivers;
 //! - the server side: a listener and the connection accepted from it, restored on the
-//!   same port; a new client is accepted beside the restored connection.
+//!   same port; a new client is accepted beside the restored connection;
+//! - the lock of single connections: a client that never stops sending to a server on
+//!   the host's own network is not reset while the server is dumped (its segments are
+//!   dropped by the connection's nftables lock, not answered by a port that no socket
+//!   holds), and its stream goes on exactly after the restore, which unlocks.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +24,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stasis_e2e::log::{assert_no_fail, assert_ticks_continuous, pairs};
-use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir, Workload, LINE_TIMEOUT};
+use stasis_e2e::netpeer::EchoStream;
+use stasis_e2e::proc::{spawn_guarded, wait_gone};
+use stasis_e2e::{
+    crit_decode_all, dump, restore, workload_bin, ScratchDir, Workload, LINE_TIMEOUT,
+};
 
 /// The test's end of the counter protocol, on its own thread.
 struct Peer {
@@ -237,4 +245,96 @@ fn a_tcp_server_keeps_its_listener_and_accepted_connection_across_restore() {
     w.wait_ticks_after(n, 3, LINE_TIMEOUT);
     let rounds = peer.finish();
     assert!(rounds >= 28, "{rounds} rounds");
+}
+
+/// The `CRIU-*` nftables tables of this (the host's) network namespace that hold
+/// `needle`: (name, listing).
+fn lock_tables_with(needle: &str) -> Vec<(String, String)> {
+    let nft = |args: &[&str]| {
+        let out = std::process::Command::new("nft")
+            .args(args)
+            .output()
+            .expect("run nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    nft(&["list", "tables", "inet"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .filter(|t| t.starts_with("CRIU-"))
+        .map(|t| (t.to_string(), nft(&["list", "table", "inet", t])))
+        .filter(|(_, listing)| listing.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_streaming_client_is_not_reset_while_its_server_on_the_hosts_network_is_dumped() {
+    let dir = ScratchDir::new("tcp-host-stream");
+    let images = dir.subdir("images");
+    let log = dir.join("server.log");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = std::process::Command::new("setsid");
+    cmd.arg(workload_bin("tcpserver_static"))
+        .arg(port.to_string())
+        .arg(&log)
+        .current_dir(dir.path());
+    let (pid, _guard) = spawn_guarded(cmd, log.to_string_lossy());
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // 256 KiB a second, without pause: some segment is always on its way.
+    let client = EchoStream::connect(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(10),
+        256 * 1024,
+    );
+    client.wait_received(256 * 1024, Duration::from_secs(30));
+
+    dump(&images, pid, &["--tcp-established"]).assert_success();
+    wait_gone(pid, Duration::from_secs(10)).unwrap();
+    // The connection alone is locked, both ways, in a table of the dump's.
+    let (c, s) = (client.local.port(), port);
+    let there = format!("127.0.0.1 . {c} . 127.0.0.1 . {s}");
+    let back = format!("127.0.0.1 . {s} . 127.0.0.1 . {c}");
+    let tables = lock_tables_with(&there);
+    assert_eq!(tables.len(), 1, "one lock table holds {there}: {tables:?}");
+    assert!(
+        tables[0].1.contains(&back),
+        "{back} is locked:\n{}",
+        tables[0].1
+    );
+    assert!(
+        tables[0].1.contains("policy accept"),
+        "only the connection is locked:\n{}",
+        tables[0].1
+    );
+    // The client goes on sending into the port no socket holds: nothing resets it.
+    let sent_at_dump = client.sent();
+    std::thread::sleep(Duration::from_millis(1500));
+    client.assert_ok();
+
+    restore(&images, &["--tcp-established"]).assert_success();
+    assert!(
+        lock_tables_with(&there).is_empty(),
+        "the restore removed the lock of {there}"
+    );
+    client.wait_received(sent_at_dump + 256 * 1024, Duration::from_secs(60));
+    let total = client.finish(Duration::from_secs(60));
+    let want = format!("eof after {total}\n");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !server_log().contains(&want) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the server did not log {want:?}: {}",
+            server_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server_log();
+    assert!(
+        !log.contains("BAD") && !log.contains("FAIL"),
+        "the server saw the stream intact: {log}"
+    );
 }

@@ -1,6 +1,6 @@
 /* PID 1 of a container started by nsinit: a TCP echo server for one client.
  *
- *   tcpserver PORT
+ *   tcpserver PORT [LOG]
  *
  * Listens on 0.0.0.0:PORT (the listener stays open), accepts one client and then
  * echoes the client's byte stream transformed by its position: the byte at offset i
@@ -12,7 +12,7 @@
  *
  * stream(i) and mask(i) are the same functions as the test's (tests/container_tcp.rs).
  *
- * Log (/data/server.log, one line per write): "listen PORT", "accepted ADDR:PORT",
+ * Log (LOG, by default /data/server.log; one line per write): "listen PORT", "accepted ADDR:PORT",
  * "BAD at N got X want Y" (once), "eof after N" or "FAIL what: why". stdio goes to
  * /dev/null. Linked statically: the container's root has no shared libraries. */
 #define _GNU_SOURCE
@@ -85,7 +85,8 @@ int main(int argc, char **argv)
 		if (null > 2)
 			close(null);
 	}
-	log_fd = open("/data/server.log", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	const char *log = argc > 2 ? argv[2] : "/data/server.log";
+	log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
 	if (log_fd < 0)
 		return 10;
 
