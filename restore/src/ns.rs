@@ -353,8 +353,11 @@ pub fn build_mounts(
     let root =
         std::fs::canonicalize(root).map_err(|err| format!("--root {}: {err}", root.display()))?;
     let root = root.to_string_lossy().into_owned();
-    // Nothing done from here on propagates to the host.
-    mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(e)?;
+    // Nothing done from here on propagates to the host: every mount of this copy of the
+    // host's tree becomes a slave of its host peer group, or stays private. A bind of the
+    // root or of an external path is thereby a slave of the host mount it comes from,
+    // as a runtime's `rslave` mounts are; `set_propagation` settles each mount at the end.
+    mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None).map_err(e)?;
     mount(Some(&root), &root, None, libc::MS_BIND, None).map_err(e)?;
     let mut targets: HashMap<u32, String> = HashMap::new();
     let top = &plan.mounts[0];
@@ -371,12 +374,7 @@ pub fn build_mounts(
         })?;
         targets.insert(m.mnt_id, target);
     }
-    // Sharing between the restored mounts (peers outside the tree are not kept).
-    for m in &plan.mounts {
-        if m.shared_id.is_some() {
-            mount(None, &targets[&m.mnt_id], None, libc::MS_SHARED, None).map_err(e)?;
-        }
-    }
+    set_propagation(&plan.mounts, &targets)?;
     std::env::set_current_dir(&root).map_err(|err| format!("chdir {root}: {err}"))?;
     stasis_sys::ns::pivot_root(".", ".").map_err(e)?;
     stasis_sys::ns::umount2(".", libc::MNT_DETACH).map_err(e)?;
@@ -393,6 +391,118 @@ pub fn build_mounts(
         .map_err(e)?;
     }
     Ok(masters)
+}
+
+/// Gives the rebuilt mounts the propagation they were dumped with. The tree was built
+/// with nothing propagating; now:
+/// - a mount whose master is outside the tree (a runtime's `rslave` root or bind) stays
+///   the slave of the host mount it was bound from, if it is one; every other mount is
+///   made private first;
+/// - each peer group of the tree becomes one new group: its widest member is made a slave
+///   of its master's group when that group is in the tree, then shared, and the others
+///   join it with `MOVE_MOUNT_SET_GROUP`, which also gives them its master;
+/// - a mount that is only a slave, of a group in the tree, joins that group and is then
+///   made a slave of it.
+///
+/// Peers outside the tree (a group the container shared with the host) are not joined:
+/// the restored group is the container's own.
+fn set_propagation(
+    mounts: &[pb::MntEntry],
+    targets: &HashMap<u32, String>,
+) -> std::result::Result<(), String> {
+    use stasis_sys::ns::{mount, set_mount_group};
+    let path = |m: &pb::MntEntry| targets[&m.mnt_id].as_str();
+    let set = |m: &pb::MntEntry, flag: u64| {
+        mount(None, path(m), None, flag, None)
+            .map_err(|err| format!("propagation of mount {}: {err}", m.mountpoint))
+    };
+    let join = |from: &pb::MntEntry, to: &pb::MntEntry| {
+        set_mount_group(path(from), path(to)).map_err(|err| {
+            format!(
+                "mount {} cannot join the peer group of {}: {err}",
+                to.mountpoint, from.mountpoint
+            )
+        })
+    };
+    // The widest member of each peer group: the others' roots lie inside its root.
+    let mut first: HashMap<u32, &pb::MntEntry> = HashMap::new();
+    for m in mounts {
+        if let Some(id) = m.shared_id {
+            let f = first.entry(id).or_insert(m);
+            if m.root.len() < f.root.len() {
+                *f = m;
+            }
+        }
+    }
+    let outside = |m: &pb::MntEntry| m.master_id.is_some_and(|k| !first.contains_key(&k));
+    for m in mounts {
+        let leads = m.shared_id.is_some_and(|id| first[&id].mnt_id == m.mnt_id);
+        if !(outside(m) && (m.shared_id.is_none() || leads)) {
+            set(m, libc::MS_PRIVATE)?;
+        }
+    }
+    // Groups are set up masters first; `path` guards against a cycle in a bad image.
+    fn group<'a>(
+        id: u32,
+        first: &HashMap<u32, &'a pb::MntEntry>,
+        mounts: &'a [pb::MntEntry],
+        done: &mut Vec<u32>,
+        busy: &mut Vec<u32>,
+        act: &mut dyn FnMut(GroupStep<'a>) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        if done.contains(&id) {
+            return Ok(());
+        }
+        if busy.contains(&id) {
+            return Err(format!("peer group {id} is its own master"));
+        }
+        busy.push(id);
+        let f = first[&id];
+        if let Some(k) = f.master_id.filter(|k| first.contains_key(k)) {
+            group(k, first, mounts, done, busy, act)?;
+            act(GroupStep::Slave(first[&k], f))?;
+        }
+        act(GroupStep::Share(f))?;
+        for m in mounts
+            .iter()
+            .filter(|m| m.shared_id == Some(id) && m.mnt_id != f.mnt_id)
+        {
+            act(GroupStep::Join(f, m))?;
+        }
+        busy.pop();
+        done.push(id);
+        Ok(())
+    }
+    let mut act = |step: GroupStep<'_>| match step {
+        GroupStep::Share(m) => set(m, libc::MS_SHARED),
+        GroupStep::Join(from, to) => join(from, to),
+        GroupStep::Slave(master, m) => {
+            join(master, m)?;
+            set(m, libc::MS_SLAVE)
+        }
+    };
+    let (mut done, mut busy) = (Vec::new(), Vec::new());
+    let mut ids: Vec<u32> = first.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        group(id, &first, mounts, &mut done, &mut busy, &mut act)?;
+    }
+    for m in mounts.iter().filter(|m| m.shared_id.is_none()) {
+        if let Some(k) = m.master_id.filter(|k| first.contains_key(k)) {
+            act(GroupStep::Slave(first[&k], m))?;
+        }
+    }
+    Ok(())
+}
+
+/// One step of [`set_propagation`].
+enum GroupStep<'a> {
+    /// Make the mount the first of a new peer group.
+    Share(&'a pb::MntEntry),
+    /// Make the second mount a peer of the first's group (and a slave of its master).
+    Join(&'a pb::MntEntry, &'a pb::MntEntry),
+    /// Make the second mount a slave of the first's peer group.
+    Slave(&'a pb::MntEntry, &'a pb::MntEntry),
 }
 
 fn mount_one(

@@ -67,6 +67,37 @@ pub fn umount2(target: &str, flags: i32) -> Result<()> {
     check(r as libc::c_long, "umount2", target).map(drop)
 }
 
+/// `MOVE_MOUNT_SET_GROUP` (Linux 5.15): `move_mount` gives the target mount the source's
+/// propagation instead of moving anything.
+const MOVE_MOUNT_SET_GROUP: libc::c_uint = 0x100;
+
+/// Makes the mount at `to` (a private mount root) a peer of the mount at `from`'s peer
+/// group and a slave of its master, if it has them: `move_mount(from, to,
+/// MOVE_MOUNT_SET_GROUP)`, the call CRIU uses to rebuild peer groups. Both must be mount
+/// roots of one filesystem, with `to`'s root inside `from`'s.
+pub fn set_mount_group(from: &str, to: &str) -> Result<()> {
+    let f = cstr(from, "move_mount")?;
+    let t = cstr(to, "move_mount")?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call; the directory
+    // descriptors are AT_FDCWD.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_SET_GROUP,
+        )
+    };
+    check(
+        r,
+        "move_mount(MOVE_MOUNT_SET_GROUP)",
+        format!("{from} -> {to}"),
+    )
+    .map(drop)
+}
+
 /// `pivot_root(2)`: `new_root` becomes `/`, the old root is put at `put_old`.
 pub fn pivot_root(new_root: &str, put_old: &str) -> Result<()> {
     let n = cstr(new_root, "pivot_root")?;

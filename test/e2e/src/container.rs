@@ -85,8 +85,26 @@ impl Container {
         netns: Option<&Path>,
         userns: Option<u32>,
     ) -> Container {
+        Self::spawn(rootfs, hostname, argv, netns, userns, false)
+    }
+
+    /// [`Container::start`] with the container's mounts slaves of the host's (runc's
+    /// default root propagation, `rslave`) instead of private.
+    pub fn start_slave(rootfs: &Path, hostname: &str, argv: &[&str]) -> Container {
+        Self::spawn(rootfs, hostname, argv, None, None, true)
+    }
+
+    fn spawn(
+        rootfs: &Path,
+        hostname: &str,
+        argv: &[&str],
+        netns: Option<&Path>,
+        userns: Option<u32>,
+        slave: bool,
+    ) -> Container {
         proc::become_subreaper();
         let out = std::process::Command::new(workload_bin("nsinit"))
+            .env("NSINIT_ROOT_SLAVE", if slave { "1" } else { "" })
             .env(
                 "NSINIT_NETNS",
                 netns.map(|p| p.as_os_str()).unwrap_or_default(),

@@ -13,7 +13,11 @@
  *
  * With NSINIT_USERNS=HOSTID the container also gets a user namespace of its own, which
  * maps its ids 0..65535 to the host's HOSTID..HOSTID+65535, and its init runs as the
- * namespace's root (the root filesystem should belong to HOSTID). */
+ * namespace's root (the root filesystem should belong to HOSTID).
+ *
+ * With NSINIT_ROOT_SLAVE=1 the container's mounts are slaves of the host's (as runc's
+ * default `rslave` root propagation makes them) instead of private: a host mount
+ * under ROOTFS, if ROOTFS is a shared mount, shows up inside. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +59,8 @@ static int init(void *unused) {
 		if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
 			die("become the user namespace's root");
 	}
-	mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	const char *slave = getenv("NSINIT_ROOT_SLAVE");
+	mnt(NULL, "/", NULL, MS_REC | (slave && *slave == '1' ? MS_SLAVE : MS_PRIVATE), NULL);
 	mnt(root, root, NULL, MS_BIND, NULL);
 	if (chdir(root) < 0)
 		die("chdir rootfs");
