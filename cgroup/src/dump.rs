@@ -95,12 +95,15 @@ impl CgroupSets {
     }
 
     /// `cgroup.img`'s entry: the tasks' sets and, per hierarchy, the trees of their
-    /// cgroups with properties read through `fs`.
+    /// cgroups with properties read through `fs`. `tops` are more cgroups (hierarchy,
+    /// path) whose trees are recorded: the roots of the tasks' cgroup namespaces, whose
+    /// properties a restore must bring back though no task sits in them.
     pub fn image(
         &self,
         fs: &impl CgroupFs,
         hier: &Hierarchies,
         freezer: Option<&FreezerRecord>,
+        tops: &[(String, String)],
     ) -> Result<pb::CgroupEntry> {
         let dumped: Vec<u32> = self
             .used
@@ -131,6 +134,7 @@ impl CgroupSets {
                 .flat_map(|&id| self.sets[id as usize - 1].iter())
                 .filter(|m| m.name == name)
                 .map(|m| m.path.as_str())
+                .chain(tops.iter().filter(|t| t.0 == name).map(|t| t.1.as_str()))
                 .collect();
             let heads: Vec<&str> = paths
                 .iter()
@@ -331,7 +335,7 @@ mod tests {
         let (fs, hier) = host();
         let mut sets = CgroupSets::new(members(STASIS));
         let id = sets.set_of(members(TASK));
-        let e = sets.image(&fs, &hier, None).unwrap();
+        let e = sets.image(&fs, &hier, None, &[]).unwrap();
         assert_eq!(e.sets.len(), 1, "the dumper's set is not recorded");
         assert_eq!(e.sets[0].id, id);
         let ctls: Vec<(&str, &str)> = e.sets[0]
@@ -423,7 +427,7 @@ mod tests {
             dir: "/cg/freezer/ct".into(),
             state: "THAWED",
         };
-        let e = sets.image(&fs, &hier, Some(&rec)).unwrap();
+        let e = sets.image(&fs, &hier, Some(&rec), &[]).unwrap();
         let freezer = &e.controllers[2].dirs[0];
         assert_eq!(
             freezer
@@ -445,7 +449,7 @@ mod tests {
         let mut sets = CgroupSets::new(members(STASIS));
         sets.set_of(members("1:cpu:/ct\n"));
         sets.set_of(members("1:cpu:/ct/sub\n"));
-        let e = sets.image(&fs, &hier, None).unwrap();
+        let e = sets.image(&fs, &hier, None, &[]).unwrap();
         assert_eq!(e.sets.len(), 2);
         assert_eq!(e.controllers.len(), 1);
         assert_eq!(e.controllers[0].dirs.len(), 1, "/ct/sub lies inside /ct");
@@ -458,11 +462,31 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_namespace_root_above_the_tasks_heads_their_tree() {
+        let (fs, hier) = host();
+        fs.file("/cg/cpu/ct/cpu.shares", "256\n");
+        fs.file("/cg/cpu/ct/init.scope/cpu.shares", "1024\n");
+        let mut sets = CgroupSets::new(members(STASIS));
+        sets.set_of(members("1:cpu:/ct/init.scope\n"));
+        let tops = [("cpu".to_string(), "/ct".to_string())];
+        let e = sets.image(&fs, &hier, None, &tops).unwrap();
+        let head = &e.controllers[0].dirs;
+        assert_eq!(head.len(), 1);
+        assert_eq!(head[0].dir_name, "ct", "the namespace root heads the tree");
+        assert!(
+            head[0].properties.iter().any(|p| p.value == "256"),
+            "with its properties: {:?}",
+            head[0].properties
+        );
+        assert!(head[0].children.iter().any(|c| c.dir_name == "init.scope"));
+    }
+
+    #[test]
     fn an_unmounted_hierarchy_is_named() {
         let (fs, hier) = host();
         let mut sets = CgroupSets::new(members(STASIS));
         sets.set_of(members("7:pids:/ct\n"));
-        let e = sets.image(&fs, &hier, None).unwrap_err().to_string();
+        let e = sets.image(&fs, &hier, None, &[]).unwrap_err().to_string();
         assert!(e.contains("pids is not mounted"), "{e}");
     }
 

@@ -190,6 +190,13 @@ pub fn remap(entry: &mut pb::CgroupEntry, roots: &[CgroupRoot]) -> Result<()> {
                         (r, false) => format!("{r}/{rest}"),
                     };
                     log::info!("cgroup {name}:{} -> {new}", m.path);
+                    // The namespace root moves along: the part of the path below it
+                    // stays.
+                    m.cgns_prefix = m.cgns_prefix.and_then(|n| {
+                        let below = m.path.get(n as usize..)?;
+                        let kept = new.strip_suffix(below)?;
+                        Some(kept.len().max(1) as u32)
+                    });
                     m.path = new;
                 }
             }
@@ -237,6 +244,9 @@ pub struct RestorePlan {
 pub struct Checked {
     dirs: Vec<Dir>,
     sets: BTreeMap<u32, Vec<PathBuf>>,
+    /// Per set, where its cgroup namespace's root is in each hierarchy (the set's own
+    /// cgroup when it sits at that root, or has no namespace).
+    ns_roots: BTreeMap<u32, Vec<PathBuf>>,
 }
 
 impl Checked {
@@ -338,18 +348,39 @@ impl RestorePlan {
         }
         for set in self.entry.sets.iter().filter(|s| wanted.contains(&s.id)) {
             let mut paths = Vec::new();
+            let mut ns_roots = Vec::new();
             for m in &set.ctls {
-                let p = hier.dir(&m.name, &m.path)?;
-                let recorded = out.dirs.iter().any(|d| d.path == p);
-                if !recorded && !fs.exists(&p) {
-                    return Err(CgroupError::NoSuchCgroup {
-                        path: p,
-                        set: set.id,
-                    });
+                let root = match m.cgns_prefix {
+                    Some(n) => m
+                        .path
+                        .get(..n as usize)
+                        .filter(|r| r.starts_with('/') && is_under(&m.path, r)),
+                    None => None,
+                };
+                let root = match root {
+                    Some(r) => r,
+                    None if m.cgns_prefix.is_some() => {
+                        return Err(CgroupError::BadImage(format!(
+                            "cgroup set {}: cgns_prefix {:?} does not end a parent of {}",
+                            set.id, m.cgns_prefix, m.path
+                        )))
+                    }
+                    None => m.path.as_str(),
+                };
+                for (path, list) in [(m.path.as_str(), &mut paths), (root, &mut ns_roots)] {
+                    let p = hier.dir(&m.name, path)?;
+                    let recorded = out.dirs.iter().any(|d| d.path == p);
+                    if !recorded && !fs.exists(&p) {
+                        return Err(CgroupError::NoSuchCgroup {
+                            path: p,
+                            set: set.id,
+                        });
+                    }
+                    list.push(p);
                 }
-                paths.push(p);
             }
             out.sets.insert(set.id, paths);
+            out.ns_roots.insert(set.id, ns_roots);
         }
         Ok(out)
     }
@@ -527,7 +558,18 @@ impl<F: CgroupFs> Prepared<F> {
     /// Moves task `pid` into the cgroups of set `set` (nothing for a task that stays in
     /// stasis's cgroups, or in `ignore` mode).
     pub fn enter(&self, set: u32, pid: i32) -> Result<()> {
-        let Some(paths) = self.checked.sets.get(&set) else {
+        self.enter_paths(self.checked.sets.get(&set), pid)
+    }
+
+    /// Moves task `pid` into the roots of the cgroup namespaces of set `set`: where a
+    /// task must be when it unshares the namespace that [`enter`](Self::enter) then
+    /// moves it below.
+    pub fn enter_ns_root(&self, set: u32, pid: i32) -> Result<()> {
+        self.enter_paths(self.checked.ns_roots.get(&set), pid)
+    }
+
+    fn enter_paths(&self, paths: Option<&Vec<PathBuf>>, pid: i32) -> Result<()> {
+        let Some(paths) = paths else {
             return Ok(());
         };
         for p in paths {

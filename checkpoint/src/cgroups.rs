@@ -168,7 +168,9 @@ impl Cgroups {
             return Ok(());
         }
         let hier = stasis_cgroup::Hierarchies::of_self()?;
-        let mut entry = self.sets.image(&RealFs, &hier, freezer.as_ref())?;
+        let mut entry = self
+            .sets
+            .image(&RealFs, &hier, freezer.as_ref(), &self.cgns_roots)?;
         for ctl in entry.sets.iter_mut().flat_map(|s| s.ctls.iter_mut()) {
             if let Some((_, root)) = self.cgns_roots.iter().find(|(n, _)| *n == ctl.name) {
                 let below =

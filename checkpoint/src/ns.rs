@@ -278,21 +278,43 @@ pub fn cgroup_ns_roots(pid: i32) -> Result<Vec<(String, String)>> {
     })?;
     let mut roots = Vec::new();
     for m in host {
-        match inside.iter().find(|i| i.name == m.name) {
-            Some(i) if i.path == "/" => roots.push((m.name, m.path)),
-            Some(i) => {
+        let Some(i) = inside.iter().find(|i| i.name == m.name) else {
+            continue;
+        };
+        // Seen from inside, the path below the namespace's root (a task moved into a
+        // child cgroup after the unshare, as systemd does with init.scope).
+        match namespace_root(&m.path, &i.path) {
+            Some(root) => roots.push((m.name, root)),
+            None => {
                 return Err(DumpError::Unsupported {
                     pid,
                     what: format!(
-                        "is in cgroup {} of its cgroup namespace in hierarchy {:?}, not at the namespace's root; not supported yet",
-                        i.path, m.name
+                        "is in cgroup {} of hierarchy {:?}, which its cgroup namespace shows as {}: outside the namespace's root",
+                        m.path, m.name, i.path
                     ),
                 })
             }
-            None => {}
         }
     }
     Ok(roots)
+}
+
+/// The root of a cgroup namespace, from a task's cgroup seen from the host (`host`) and
+/// from inside the namespace (`inside`, "/" at its root); `None` for a task outside it
+/// (`/../x`).
+fn namespace_root(host: &str, inside: &str) -> Option<String> {
+    if inside == "/" {
+        return Some(host.to_string());
+    }
+    if inside.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let root = host.strip_suffix(inside)?;
+    if root.is_empty() {
+        Some("/".to_string())
+    } else {
+        Some(root.to_string())
+    }
 }
 
 /// Writes `timens-<id>.img`: the namespace's CLOCK_MONOTONIC and CLOCK_BOOTTIME now
@@ -366,6 +388,16 @@ pub fn in_namespace<T: Send>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cgroup_namespace_root_is_the_host_path_less_the_inside_one() {
+        use super::namespace_root as r;
+        assert_eq!(r("/ct", "/").as_deref(), Some("/ct"));
+        assert_eq!(r("/ct/init.scope", "/init.scope").as_deref(), Some("/ct"));
+        assert_eq!(r("/init.scope", "/init.scope").as_deref(), Some("/"));
+        assert_eq!(r("/ct/a", "/b"), None);
+        assert_eq!(r("/x", "/../x"), None);
+    }
+
     use super::*;
 
     fn extent(first: u32, lower_first: u32, count: u32) -> pb::UidGidExtent {

@@ -93,10 +93,12 @@ impl Restoring {
         Ok(())
     }
 
-    /// Moves the tree's root (image PID `pid`, host PID `host`) into its cgroups.
+    /// Moves the tree's root (image PID `pid`, host PID `host`) into its cgroups, or,
+    /// in a hierarchy where it sits below its cgroup namespace's root, into that root:
+    /// it unshares the namespace there, and [`enter_all`](Self::enter_all) moves it down.
     pub(crate) fn enter_one(&self, pid: i32, host: i32) -> Result<()> {
         for set in self.sets.iter().filter(|s| s.0 == pid).map(|s| s.1) {
-            self.prepared.enter(set, host)?;
+            self.prepared.enter_ns_root(set, host)?;
         }
         Ok(())
     }

@@ -2,6 +2,9 @@
 //! at the test's v1 cgroups with limits, is dumped, its cgroups removed, and restored:
 //! the cgroups come back with their limits, the process is in a cgroup namespace of its
 //! own again whose root is those cgroups (it sees itself at "/"), and it continues.
+//! The same with the counter moved into a child cgroup after the unshare (as systemd
+//! moves itself into init.scope): it comes back in the child, seeing itself at "/leaf",
+//! in a namespace rooted at the parent.
 
 use stasis_e2e::cgroups::{cgroup_of, read, TestCgroups, ROOT};
 use stasis_e2e::log::{assert_ticks_continuous, ticks};
@@ -44,9 +47,24 @@ fn own_cgroup_ns(pid: i32) -> bool {
 
 #[test]
 fn a_cgroup_namespace_comes_back_rooted_at_the_recreated_cgroups() {
+    cgroup_namespace_across_a_checkpoint(None);
+}
+
+#[test]
+fn a_task_below_its_cgroup_namespace_root_comes_back_below_it() {
+    cgroup_namespace_across_a_checkpoint(Some("leaf"));
+}
+
+/// The counter in a cgroup namespace rooted at the test's cgroups; with `below`, moved
+/// into that child cgroup of them once the namespace exists.
+fn cgroup_namespace_across_a_checkpoint(below: Option<&str>) {
     let dir = ScratchDir::new("cgroupns");
     let images = dir.subdir("images");
-    let mut cg = TestCgroups::new("cgns");
+    let mut cg = TestCgroups::new(if below.is_some() {
+        "cgns-below"
+    } else {
+        "cgns"
+    });
     let mut enter = String::new();
     for (h, props) in LIMITS {
         let d = cg.create(h, props);
@@ -86,6 +104,25 @@ fn a_cgroup_namespace_comes_back_rooted_at_the_recreated_cgroups() {
         "/",
         "it sees itself at its namespace's root"
     );
+    let seen = match below {
+        Some(leaf) => {
+            for (h, _) in LIMITS {
+                let d = cg.track(h, &format!("{}/{leaf}", cg.name));
+                std::fs::create_dir(&d).unwrap();
+                stasis_e2e::cgroups::move_in(&d, pid);
+            }
+            format!("/{leaf}")
+        }
+        None => "/".to_string(),
+    };
+    let host_path = format!(
+        "{}{}",
+        cg.path(),
+        below.map(|l| format!("/{l}")).unwrap_or_default()
+    );
+    for (h, _) in LIMITS {
+        assert_eq!(inside_view(pid, h), seen, "before the dump, in {h}");
+    }
 
     dump(&images, pid, &[]).assert_success();
     proc::wait_gone(pid, LINE_TIMEOUT).expect("the dumped counter is gone");
@@ -106,11 +143,12 @@ fn a_cgroup_namespace_comes_back_rooted_at_the_recreated_cgroups() {
     );
     assert!(own_cgroup_ns(pid), "a cgroup namespace of its own again");
     for (h, props) in LIMITS {
-        assert_eq!(cgroup_of(pid, h), cg.path(), "restored into its {h} cgroup");
+        assert_eq!(cgroup_of(pid, h), host_path, "restored into its {h} cgroup");
         assert_eq!(
             inside_view(pid, h),
-            "/",
-            "its {h} cgroup is its namespace's root"
+            seen,
+            "its namespace's root is {} in {h}",
+            cg.path()
         );
         for (k, v) in *props {
             let f = std::path::Path::new(ROOT).join(h).join(&cg.name).join(k);
