@@ -45,23 +45,36 @@ pub struct RootSetup<'a> {
     pub inherited: &'a [(String, i32)],
 }
 
+/// What every task of a restore's fork tree is given alike: the plan, the images
+/// directory, `--shell-job`, and the descriptors of stasis's that the tree keeps
+/// (`--inherit-fd` copies, the go pipe).
+#[derive(Clone, Copy)]
+pub struct Forking<'a> {
+    pub tree: &'a TreePlan,
+    pub images: &'a std::fs::File,
+    pub shell_job: bool,
+    pub extra: &'a [i32],
+}
+
 /// Runs in the task `index` of the tree, forked by its parent with its PID; never
 /// returns. It recreates its session and group, forks its own children (zombies exit at
 /// once), rebuilds its descriptors and the rest of its own state, reports `R`, and
 /// waits to be seized. The root (`made` is `None`) first runs [`RootSetup`].
-#[allow(clippy::too_many_arguments)]
 pub fn run(
-    tree: &TreePlan,
+    f: Forking<'_>,
     index: usize,
-    images: &std::fs::File,
     report_fd: i32,
-    shell_job: bool,
     made: Option<Made>,
-    extra: &[i32],
     root: Option<RootSetup<'_>>,
     forked: Option<i32>,
     premaps: &[Premap],
 ) -> ! {
+    let Forking {
+        tree,
+        images,
+        shell_job,
+        extra,
+    } = f;
     let hi = tree_high_fd(tree);
     let report_at = hi + 1;
     let pid = tree.tasks[index].pid();
@@ -130,16 +143,7 @@ pub fn run(
         Ok(at) => at,
         Err(e) => fail(format!("{}: {e}", plan.pages_name)),
     };
-    let made = match fork_all(
-        tree,
-        &tree.forks_of_task(index),
-        images,
-        report_at,
-        shell_job,
-        made,
-        extra,
-        &premaps,
-    ) {
+    let made = match fork_all(f, &tree.forks_of_task(index), report_at, made, &premaps) {
         Ok(made) => made,
         Err(msg) => fail(msg),
     };
@@ -221,17 +225,14 @@ fn arrange_fds(
 /// as soon as it is forked (the parent makes it too: later siblings may need to join it
 /// first, as a shell does for a pipeline). A helper is waited for: it exits as soon as
 /// it has forked its own.
-#[allow(clippy::too_many_arguments)]
 fn fork_all(
-    tree: &TreePlan,
+    fk: Forking<'_>,
     forks: &[Fork],
-    images: &std::fs::File,
     report_at: i32,
-    shell_job: bool,
     made: Made,
-    extra: &[i32],
     premaps: &[Premap],
 ) -> Result<Made, String> {
+    let tree = fk.tree;
     for &f in forks {
         let pid = match f {
             Fork::Task(i) => tree.tasks[i].pid(),
@@ -267,21 +268,16 @@ fn fork_all(
                     ..
                 } => become_zombie(*pid, *pgid, *exit_code),
                 TaskNode::Alive(_) => run(
-                    tree,
+                    fk,
                     child,
-                    images,
                     report_at,
-                    shell_job,
                     Some(made),
-                    extra,
                     None,
                     forked.as_ref().map(|(_, w)| w.as_raw_fd()),
                     premaps,
                 ),
             },
-            (Ok(Forked::Child), Fork::Helper(h)) => {
-                run_helper(tree, h, images, report_at, shell_job, made, extra, premaps)
-            }
+            (Ok(Forked::Child), Fork::Helper(h)) => run_helper(fk, h, report_at, made, premaps),
             (Ok(Forked::Parent(child_pid)), Fork::Task(child)) => {
                 let (pgid, _) = tree.tasks[child].group();
                 if pgid == child_pid {
@@ -317,17 +313,8 @@ fn fork_all(
 
 /// A helper's life: lead the session or group of the leader it stands for, fork the
 /// tasks (and inner helpers) that belong there, exit.
-#[allow(clippy::too_many_arguments)]
-fn run_helper(
-    tree: &TreePlan,
-    h: usize,
-    images: &std::fs::File,
-    report_at: i32,
-    shell_job: bool,
-    made: Made,
-    extra: &[i32],
-    premaps: &[Premap],
-) -> ! {
+fn run_helper(fk: Forking<'_>, h: usize, report_at: i32, made: Made, premaps: &[Premap]) -> ! {
+    let tree = fk.tree;
     let helper = &tree.helpers[h];
     let led = if helper.new_session {
         process::setsid().map(drop)
@@ -343,9 +330,7 @@ fn run_helper(
         .map_err(|e| format!("helper pid {} cannot start its {what}: {e}", helper.pid))
         .and_then(|()| {
             let forks = tree.forks_of_helper(h);
-            fork_all(
-                tree, &forks, images, report_at, shell_job, made, extra, premaps,
-            )
+            fork_all(fk, &forks, report_at, made, premaps)
         });
     match result {
         Ok(_) => process::exit_now(0),

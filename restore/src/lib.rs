@@ -287,18 +287,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
                 go: go_read,
                 inherited: &inherited,
             };
-            child::run(
-                &tree,
-                0,
-                &images,
-                writer.as_raw_fd(),
-                opts.shell_job,
-                None,
-                &keep,
-                Some(setup),
-                None,
-                &[],
-            )
+            let forking = child::Forking {
+                tree: &tree,
+                images: &images,
+                shell_job: opts.shell_job,
+                extra: &keep,
+            };
+            child::run(forking, 0, writer.as_raw_fd(), None, Some(setup), None, &[])
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) if e.errno() == Some(libc::EEXIST) => {
