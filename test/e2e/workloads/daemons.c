@@ -28,6 +28,17 @@ static void tick_forever(const char *name)
 
 /* Forks, through intermediates that exit, a process that ticks as `name`: one that
  * starts a session (or a group), and with depth 2 a second that starts a group in it. */
+/* Forks a child that ticks forever under `name`, and exits: the child is orphaned. */
+__attribute__((noreturn)) static void fork_ticker_and_exit(const char *name)
+{
+	pid_t d = fork();
+	if (d < 0)
+		die("fork");
+	if (d == 0)
+		tick_forever(name);
+	_exit(0);
+}
+
 static void lost_leader(const char *name, int new_session, int depth)
 {
 	pid_t c = fork();
@@ -51,12 +62,7 @@ static void lost_leader(const char *name, int new_session, int depth)
 		if (g == 0) {
 			if (setpgid(0, 0) < 0)
 				die("setpgid");
-			pid_t d = fork();
-			if (d < 0)
-				die("fork");
-			if (d == 0)
-				tick_forever(name);
-			_exit(0);
+			fork_ticker_and_exit(name);
 		}
 		int status;
 		if (waitpid(g, &status, 0) != g || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -64,12 +70,7 @@ static void lost_leader(const char *name, int new_session, int depth)
 		log_line("gone %d", g);
 		_exit(0);
 	}
-	pid_t d = fork();
-	if (d < 0)
-		die("fork");
-	if (d == 0)
-		tick_forever(name);
-	_exit(0);
+	fork_ticker_and_exit(name);
 }
 
 int main(int argc, char **argv)
