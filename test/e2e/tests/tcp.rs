@@ -266,38 +266,90 @@ fn lock_tables_with(needle: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The echo server (`tcpserver_static`) on the host's network, and a client streaming
+/// to it at 256 KiB a second without pause: some segment is always on its way.
+struct HostStream {
+    dir: ScratchDir,
+    pid: stasis_e2e::Pid,
+    _guard: stasis_e2e::ProcessGuard,
+    port: u16,
+    client: EchoStream,
+}
+
+impl HostStream {
+    fn start(name: &str) -> HostStream {
+        let dir = ScratchDir::new(name);
+        let log = dir.join("server.log");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = std::process::Command::new("setsid");
+        cmd.arg(workload_bin("tcpserver_static"))
+            .arg(port.to_string())
+            .arg(&log)
+            .current_dir(dir.path());
+        let (pid, _guard) = spawn_guarded(cmd, log.to_string_lossy());
+        let client = EchoStream::connect(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_secs(10),
+            256 * 1024,
+        );
+        client.wait_received(256 * 1024, Duration::from_secs(30));
+        HostStream {
+            dir,
+            pid,
+            _guard,
+            port,
+            client,
+        }
+    }
+
+    /// The connection's 4-tuple both ways, as the lock's sets show them.
+    fn tuples(&self) -> (String, String) {
+        let (c, s) = (self.client.local.port(), self.port);
+        (
+            format!("127.0.0.1 . {c} . 127.0.0.1 . {s}"),
+            format!("127.0.0.1 . {s} . 127.0.0.1 . {c}"),
+        )
+    }
+
+    /// Another 256 KiB both ways, then the end: every byte came back in order and the
+    /// server saw the stream end where the client stopped, intact.
+    fn finish(self) {
+        let log = self.dir.join("server.log");
+        let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        let sent = self.client.sent();
+        self.client
+            .wait_received(sent + 256 * 1024, Duration::from_secs(60));
+        let total = self.client.finish(Duration::from_secs(60));
+        let want = format!("eof after {total}\n");
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !server_log().contains(&want) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the server did not log {want:?}: {}",
+                server_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = server_log();
+        assert!(
+            !text.contains("BAD") && !text.contains("FAIL"),
+            "the server saw the stream intact: {text}"
+        );
+    }
+}
+
 #[test]
 fn a_streaming_client_is_not_reset_while_its_server_on_the_hosts_network_is_dumped() {
-    let dir = ScratchDir::new("tcp-host-stream");
-    let images = dir.subdir("images");
-    let log = dir.join("server.log");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = std::process::Command::new("setsid");
-    cmd.arg(workload_bin("tcpserver_static"))
-        .arg(port.to_string())
-        .arg(&log)
-        .current_dir(dir.path());
-    let (pid, _guard) = spawn_guarded(cmd, log.to_string_lossy());
-    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
-
-    // 256 KiB a second, without pause: some segment is always on its way.
-    let client = EchoStream::connect(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        Duration::from_secs(10),
-        256 * 1024,
-    );
-    client.wait_received(256 * 1024, Duration::from_secs(30));
-
-    dump(&images, pid, &["--tcp-established"]).assert_success();
-    wait_gone(pid, Duration::from_secs(10)).unwrap();
+    let h = HostStream::start("tcp-host-stream");
+    let images = h.dir.subdir("images");
+    dump(&images, h.pid, &["--tcp-established"]).assert_success();
+    wait_gone(h.pid, Duration::from_secs(10)).unwrap();
     // The connection alone is locked, both ways, in a table of the dump's.
-    let (c, s) = (client.local.port(), port);
-    let there = format!("127.0.0.1 . {c} . 127.0.0.1 . {s}");
-    let back = format!("127.0.0.1 . {s} . 127.0.0.1 . {c}");
+    let (there, back) = h.tuples();
     let tables = lock_tables_with(&there);
     assert_eq!(tables.len(), 1, "one lock table holds {there}: {tables:?}");
     assert!(
@@ -311,30 +363,33 @@ fn a_streaming_client_is_not_reset_while_its_server_on_the_hosts_network_is_dump
         tables[0].1
     );
     // The client goes on sending into the port no socket holds: nothing resets it.
-    let sent_at_dump = client.sent();
     std::thread::sleep(Duration::from_millis(1500));
-    client.assert_ok();
+    h.client.assert_ok();
 
     restore(&images, &["--tcp-established"]).assert_success();
     assert!(
         lock_tables_with(&there).is_empty(),
         "the restore removed the lock of {there}"
     );
-    client.wait_received(sent_at_dump + 256 * 1024, Duration::from_secs(60));
-    let total = client.finish(Duration::from_secs(60));
-    let want = format!("eof after {total}\n");
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !server_log().contains(&want) {
-        assert!(
-            std::time::Instant::now() < until,
-            "the server did not log {want:?}: {}",
-            server_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = server_log();
+    h.finish();
+}
+
+#[test]
+fn a_server_dumped_with_leave_running_is_unlocked_and_streams_on() {
+    let h = HostStream::start("tcp-host-leave");
+    let images = h.dir.subdir("images");
+    dump(&images, h.pid, &["--tcp-established", "--leave-running"]).assert_success();
     assert!(
-        !log.contains("BAD") && !log.contains("FAIL"),
-        "the server saw the stream intact: {log}"
+        stasis_e2e::proc::is_alive(h.pid),
+        "the server {} runs on after the dump",
+        h.pid
     );
+    let (there, _) = h.tuples();
+    assert!(
+        lock_tables_with(&there).is_empty(),
+        "a dump that leaves the server running leaves its connection unlocked: {:?}",
+        lock_tables_with(&there)
+    );
+    h.client.assert_ok();
+    h.finish();
 }
