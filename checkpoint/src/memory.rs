@@ -13,6 +13,7 @@ use crate::{DumpError, Result};
 use stasis_images::{pb, PE_PRESENT};
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -328,6 +329,11 @@ pub fn write_pages(
             path: out_path.to_path_buf(),
             source,
         });
+    }
+    // The size is known: reserve the blocks at once. A filesystem without fallocate
+    // just gets the writes.
+    if let Err(e) = stasis_sys::fdops::preallocate(out.as_fd(), total) {
+        log::debug!("{}: not preallocated: {e}", out_path.display());
     }
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();

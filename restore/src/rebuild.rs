@@ -378,6 +378,30 @@ fn write_pages(pid: i32, pages: &std::fs::File, jobs: &[PageJob], name: &str) ->
     Ok(())
 }
 
+/// Reads page jobs from the pages image inside the task (`pread64` through the
+/// trampoline: one copy, straight into the task's memory).
+fn read_pages(c: &mut Ctx, pages_fd: i32, jobs: &[PageJob], name: &str) -> Result<()> {
+    for &(vaddr, len, off) in jobs {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(MAX_IO);
+            let got = c.call(
+                "pread64 pages",
+                libc::SYS_pread64,
+                [pages_fd as u64, vaddr + done, n, off + done, 0, 0],
+            )?;
+            if got == 0 {
+                return Err(RestoreError::BadImage {
+                    file: name.to_string(),
+                    what: format!("ends before the page at {:#x}", vaddr + done),
+                });
+            }
+            done += got;
+        }
+    }
+    Ok(())
+}
+
 /// Shared anonymous objects: shmid -> the descriptor number every task of the tree
 /// inherited it at (a memfd stasis created and filled before the first fork).
 pub type SharedObjects = std::collections::HashMap<u64, i32>;
@@ -541,27 +565,7 @@ fn map_vmas(
     let pid = c.t.pid();
     std::thread::scope(|scope| -> Result<()> {
         let helper = scope.spawn(|| write_pages(pid, pages, &theirs, &plan.pages_name));
-        let own = (|| -> Result<()> {
-            for &(vaddr, len, off) in &mine {
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(MAX_IO);
-                    let got = c.call(
-                        "pread64 pages",
-                        libc::SYS_pread64,
-                        [pages_fd as u64, vaddr + done, n, off + done, 0, 0],
-                    )?;
-                    if got == 0 {
-                        return Err(RestoreError::BadImage {
-                            file: plan.pages_name.clone(),
-                            what: format!("ends before the page at {:#x}", vaddr + done),
-                        });
-                    }
-                    done += got;
-                }
-            }
-            Ok(())
-        })();
+        let own = read_pages(c, pages_fd, &mine, &plan.pages_name);
         let theirs = helper
             .join()
             .map_err(|_| RestoreError::Rebuild("the page-writing thread panicked".into()))?;

@@ -303,6 +303,52 @@ pub fn maps(pid: Pid) -> Vec<MapLine> {
     out
 }
 
+/// One VMA of `/proc/PID/smaps`: its range, `VmFlags` and resident size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmapsVma {
+    pub start: u64,
+    pub end: u64,
+    pub path: String,
+    /// The two-letter flags, in the kernel's order.
+    pub vm_flags: String,
+    pub rss_kb: u64,
+}
+
+/// `/proc/PID/smaps`, a VMA per entry (not merged: flags are per VMA).
+pub fn smaps(pid: Pid) -> Vec<SmapsVma> {
+    let text =
+        std::fs::read_to_string(Path::new(&format!("/proc/{pid}/smaps"))).unwrap_or_default();
+    let mut out: Vec<SmapsVma> = Vec::new();
+    for line in text.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if let Some((s, e)) = head.split_once('-') {
+            if let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) {
+                out.push(SmapsVma {
+                    start,
+                    end,
+                    path: line.split_whitespace().nth(5).unwrap_or("").to_string(),
+                    vm_flags: String::new(),
+                    rss_kb: 0,
+                });
+                continue;
+            }
+        }
+        let Some(v) = out.last_mut() else { continue };
+        let kb = || {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        match head {
+            "VmFlags:" => v.vm_flags = line["VmFlags:".len()..].trim().to_string(),
+            "Rss:" => v.rss_kb = kb(),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Kills and reaps a process when dropped, so that no test leaves one
 /// running, whether it passes or panics. `disarm` when the process is known
 /// to be gone.

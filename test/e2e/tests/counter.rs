@@ -28,6 +28,7 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
     );
     let comm_before = proc::stat(pid).unwrap().comm;
     let cmdline_before = proc::cmdline(pid).unwrap();
+    let smaps_before = proc::smaps(pid);
 
     dump(&images, pid, &[]).assert_success();
     w.assert_gone(Duration::from_secs(10));
@@ -111,6 +112,41 @@ fn counter_with_256_mib_continues_from_its_last_tick_with_the_same_pid_and_intac
         "checksum of the 256 MiB (+ heap and stack) after restore"
     );
     assert_eq!(after.rseq, "busy", "the rseq registration was not restored");
+    assert_same_vmas(&smaps_before, &proc::smaps(pid));
+}
+
+/// The restored VMAs carry exactly the dumped `VmFlags` (protections, `MAP_` flags,
+/// madvise bits, accounting), and the 256 MiB region holds exactly its dumped pages.
+fn assert_same_vmas(before: &[proc::SmapsVma], after: &[proc::SmapsVma]) {
+    let line =
+        |m: &proc::SmapsVma| format!("  {:x}-{:x} {} [{}]\n", m.start, m.end, m.path, m.vm_flags);
+    let only = |a: &[proc::SmapsVma], b: &[proc::SmapsVma]| -> String {
+        a.iter()
+            .filter(|m| {
+                !b.iter().any(|n| {
+                    (n.start, n.end, &n.path, &n.vm_flags) == (m.start, m.end, &m.path, &m.vm_flags)
+                })
+            })
+            .map(line)
+            .collect()
+    };
+    let (gone, new) = (only(before, after), only(after, before));
+    assert!(
+        gone.is_empty() && new.is_empty(),
+        "VMAs (range, path, VmFlags) differ after the restore\nonly before the dump:\n{gone}\
+         only after the restore:\n{new}"
+    );
+    let big = |v: &[proc::SmapsVma]| {
+        v.iter()
+            .find(|m| m.end - m.start >= 256 << 20)
+            .cloned()
+            .expect("the counter's 256 MiB VMA")
+    };
+    let (b, a) = (big(before), big(after));
+    assert_eq!(
+        a.rss_kb, b.rss_kb,
+        "resident KiB of the 256 MiB region after the restore vs before"
+    );
 }
 
 #[test]
