@@ -505,6 +505,9 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
         None => None,
     };
     let mut members = freeze_tree(opts.pid, opts.shell_job, t0 + opts.timeout, &mut hold)?;
+    // Declared after the held tasks, so a dump that fails settles its TCP sockets before
+    // they are let go.
+    let mut sockets = SettleSockets { armed: true };
     let frozen_at = Instant::now();
     log::info!(
         "froze the tree of pid {} ({} processes, {} threads) in {:?}",
@@ -587,6 +590,11 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
         (None, _) => {}
     }
     drop(hold);
+    // Tasks that run on get their sockets out of repair mode and unlocked first: a read
+    // in repair mode fails with EPERM.
+    if opts.leave_running {
+        fds::inet::settle(false);
+    }
     // Children first, so no parent runs while a child is still held.
     let mut killed = Vec::new();
     for m in members.into_iter().rev() {
@@ -608,6 +616,8 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
             }
         }
     }
+    // Killed: their connections stay locked until the restore (dump() settles them).
+    sockets.armed = false;
     // A runtime asks right after the dump whether the container still runs: the killed
     // tasks are dead (zombies at most) before stasis answers.
     if !opts.leave_running {
@@ -615,6 +625,20 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
     }
     report.frozen_us = frozen_at.elapsed().as_micros() as u32;
     Ok(report)
+}
+
+/// Takes the dumped TCP sockets out of repair mode and unlocks their connections when a
+/// failing dump unwinds, while its tasks are still held.
+struct SettleSockets {
+    armed: bool,
+}
+
+impl Drop for SettleSockets {
+    fn drop(&mut self) {
+        if self.armed {
+            fds::inet::settle(false);
+        }
+    }
 }
 
 /// Waits until every process of `pids` is a zombie or gone, for at most `limit`.

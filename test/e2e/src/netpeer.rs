@@ -9,6 +9,9 @@
 //! repeated or reordered in either direction (or a server whose offset went wrong)
 //! fails at the first byte it shifts.
 //!
+//! [`HostStream`] is the same pair on the host's own network: the server is a plain
+//! process, and the test drives its dump.
+//!
 //! The client never reconnects: reads and writes use short timeouts only so that a
 //! stall is measured and bounded, and a connection reset or an end of file is an error.
 
@@ -21,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::proc::Pid;
+use crate::proc::{spawn_guarded, Pid, ProcessGuard};
+use crate::{workload_bin, ScratchDir};
 
 /// The client's byte at stream offset `i` (the top byte of a multiplicative hash: no
 /// short shift of the stream compares equal). Same function as the workload's.
@@ -498,5 +502,100 @@ impl ResetProbe {
             .into_iter()
             .map(|t| t.join().expect("probe thread panicked"))
             .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+}
+
+/// The `CRIU-*` nftables tables of this (the host's) network namespace that hold
+/// `needle`: (name, listing).
+pub fn lock_tables_with(needle: &str) -> Vec<(String, String)> {
+    let nft = |args: &[&str]| {
+        let out = std::process::Command::new("nft")
+            .args(args)
+            .output()
+            .expect("run nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    nft(&["list", "tables", "inet"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .filter(|t| t.starts_with("CRIU-"))
+        .map(|t| (t.to_string(), nft(&["list", "table", "inet", t])))
+        .filter(|(_, listing)| listing.contains(needle))
+        .collect()
+}
+
+/// The echo server (`tcpserver_static`) on the host's network, and a client streaming
+/// to it at 256 KiB a second without pause: some segment is always on its way.
+pub struct HostStream {
+    pub dir: ScratchDir,
+    pub pid: Pid,
+    _guard: ProcessGuard,
+    pub port: u16,
+    pub client: EchoStream,
+}
+
+impl HostStream {
+    pub fn start(name: &str) -> HostStream {
+        let dir = ScratchDir::new(name);
+        let log = dir.join("server.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new("setsid");
+        cmd.arg(workload_bin("tcpserver_static"))
+            .arg(port.to_string())
+            .arg(&log)
+            .current_dir(dir.path());
+        let (pid, _guard) = spawn_guarded(cmd, log.to_string_lossy());
+        let client = EchoStream::connect(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_secs(10),
+            256 * 1024,
+        );
+        client.wait_received(256 * 1024, Duration::from_secs(30));
+        HostStream {
+            dir,
+            pid,
+            _guard,
+            port,
+            client,
+        }
+    }
+
+    /// The connection's 4-tuple both ways, as the lock's sets show them.
+    pub fn tuples(&self) -> (String, String) {
+        let (c, s) = (self.client.local.port(), self.port);
+        (
+            format!("127.0.0.1 . {c} . 127.0.0.1 . {s}"),
+            format!("127.0.0.1 . {s} . 127.0.0.1 . {c}"),
+        )
+    }
+
+    /// Another 256 KiB both ways, then the end: every byte came back in order and the
+    /// server saw the stream end where the client stopped, intact.
+    pub fn finish(self) {
+        let log = self.dir.join("server.log");
+        let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        let sent = self.client.sent();
+        self.client
+            .wait_received(sent + 256 * 1024, Duration::from_secs(60));
+        let total = self.client.finish(Duration::from_secs(60));
+        let want = format!("eof after {total}\n");
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !server_log().contains(&want) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the server did not log {want:?}: {}",
+                server_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = server_log();
+        assert!(
+            !text.contains("BAD") && !text.contains("FAIL"),
+            "the server saw the stream intact: {text}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! exec, then a DUMP naming the client's own directory fds and the workload's pid, then
 //! a RESTORE with `rst_sibling` — and the counter goes on from where it was, as the
 //! client's child. Notifications come in CRIU's order, and a client that fails one
-//! stops the operation without harm to its task.
+//! stops the operation without harm to its task, TCP connections included.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,6 +15,7 @@ use prost::Message;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use stasis_e2e::counter::{filled_checksum, verify};
 use stasis_e2e::log::{assert_no_fail, assert_ticks_continuous, ticks};
+use stasis_e2e::netpeer::{lock_tables_with, HostStream};
 use stasis_e2e::{crit_decode_all, proc, stasis_bin, ScratchDir, Workload, LINE_TIMEOUT};
 use stasis_images::pb::rpc::{CriuOpts, CriuReq, CriuReqType, CriuResp};
 
@@ -359,6 +360,47 @@ fn a_client_failing_pre_dump_or_post_dump_stops_the_dump_and_its_task_runs_on() 
         let log = std::fs::read_to_string(dir.join("work/dump.log")).unwrap();
         assert!(log.contains("Error ("), "{log}");
     }
+}
+
+/// A dump that fails after the server's connection was locked and its socket put in
+/// repair mode: the server gets both back before it runs again (in repair mode its next
+/// read would fail with EPERM), and its client, which never stopped sending, streams on.
+#[test]
+fn a_client_failing_post_dump_of_a_tcp_server_gets_the_connection_back_unlocked() {
+    let h = HostStream::start("swrk-refuse-tcp");
+    let dirs = Dirs::open(&h.dir);
+    let s = Swrk::start();
+    let opts = CriuOpts {
+        tcp_established: Some(true),
+        ..dump_opts(&dirs, h.pid)
+    };
+    s.send(&request(CriuReqType::Dump, Some(opts)));
+    let (there, back) = h.tuples();
+    let mut locked = false;
+    let r = s.converse(|script, _| {
+        locked |= lock_tables_with(&there).iter().any(|t| t.1.contains(&back));
+        script != "post-dump"
+    });
+    assert!(!r.success, "{r:?}");
+    assert!(locked, "the connection was locked during the dump");
+    assert_eq!(s.exit_code(), Some(1));
+    assert!(
+        proc::is_alive(h.pid),
+        "the server {} runs on after the failed dump",
+        h.pid
+    );
+    assert_eq!(
+        proc::tracer_pid(h.pid),
+        Some(0),
+        "the server is left traced"
+    );
+    assert!(
+        lock_tables_with(&there).is_empty(),
+        "the failed dump left {there} locked: {:?}",
+        lock_tables_with(&there)
+    );
+    h.client.assert_ok();
+    h.finish();
 }
 
 #[test]

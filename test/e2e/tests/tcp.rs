@@ -24,11 +24,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stasis_e2e::log::{assert_no_fail, assert_ticks_continuous, pairs};
-use stasis_e2e::netpeer::EchoStream;
-use stasis_e2e::proc::{spawn_guarded, wait_gone};
-use stasis_e2e::{
-    crit_decode_all, dump, restore, workload_bin, ScratchDir, Workload, LINE_TIMEOUT,
-};
+use stasis_e2e::netpeer::{lock_tables_with, HostStream};
+use stasis_e2e::proc::wait_gone;
+use stasis_e2e::{crit_decode_all, dump, restore, ScratchDir, Workload, LINE_TIMEOUT};
 
 /// The test's end of the counter protocol, on its own thread.
 struct Peer {
@@ -245,101 +243,6 @@ fn a_tcp_server_keeps_its_listener_and_accepted_connection_across_restore() {
     w.wait_ticks_after(n, 3, LINE_TIMEOUT);
     let rounds = peer.finish();
     assert!(rounds >= 28, "{rounds} rounds");
-}
-
-/// The `CRIU-*` nftables tables of this (the host's) network namespace that hold
-/// `needle`: (name, listing).
-fn lock_tables_with(needle: &str) -> Vec<(String, String)> {
-    let nft = |args: &[&str]| {
-        let out = std::process::Command::new("nft")
-            .args(args)
-            .output()
-            .expect("run nft");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    nft(&["list", "tables", "inet"])
-        .lines()
-        .filter_map(|l| l.strip_prefix("table inet "))
-        .filter(|t| t.starts_with("CRIU-"))
-        .map(|t| (t.to_string(), nft(&["list", "table", "inet", t])))
-        .filter(|(_, listing)| listing.contains(needle))
-        .collect()
-}
-
-/// The echo server (`tcpserver_static`) on the host's network, and a client streaming
-/// to it at 256 KiB a second without pause: some segment is always on its way.
-struct HostStream {
-    dir: ScratchDir,
-    pid: stasis_e2e::Pid,
-    _guard: stasis_e2e::ProcessGuard,
-    port: u16,
-    client: EchoStream,
-}
-
-impl HostStream {
-    fn start(name: &str) -> HostStream {
-        let dir = ScratchDir::new(name);
-        let log = dir.join("server.log");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = std::process::Command::new("setsid");
-        cmd.arg(workload_bin("tcpserver_static"))
-            .arg(port.to_string())
-            .arg(&log)
-            .current_dir(dir.path());
-        let (pid, _guard) = spawn_guarded(cmd, log.to_string_lossy());
-        let client = EchoStream::connect(
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            Duration::from_secs(10),
-            256 * 1024,
-        );
-        client.wait_received(256 * 1024, Duration::from_secs(30));
-        HostStream {
-            dir,
-            pid,
-            _guard,
-            port,
-            client,
-        }
-    }
-
-    /// The connection's 4-tuple both ways, as the lock's sets show them.
-    fn tuples(&self) -> (String, String) {
-        let (c, s) = (self.client.local.port(), self.port);
-        (
-            format!("127.0.0.1 . {c} . 127.0.0.1 . {s}"),
-            format!("127.0.0.1 . {s} . 127.0.0.1 . {c}"),
-        )
-    }
-
-    /// Another 256 KiB both ways, then the end: every byte came back in order and the
-    /// server saw the stream end where the client stopped, intact.
-    fn finish(self) {
-        let log = self.dir.join("server.log");
-        let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
-        let sent = self.client.sent();
-        self.client
-            .wait_received(sent + 256 * 1024, Duration::from_secs(60));
-        let total = self.client.finish(Duration::from_secs(60));
-        let want = format!("eof after {total}\n");
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        while !server_log().contains(&want) {
-            assert!(
-                std::time::Instant::now() < until,
-                "the server did not log {want:?}: {}",
-                server_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let text = server_log();
-        assert!(
-            !text.contains("BAD") && !text.contains("FAIL"),
-            "the server saw the stream intact: {text}"
-        );
-    }
 }
 
 #[test]
