@@ -572,6 +572,25 @@ impl Podman {
     }
 }
 
+impl Drop for Podman {
+    /// Lets go of the mounts podman made under its private storage (its overlay driver
+    /// binds `storage/overlay` onto itself and keeps it), deepest first, so that no mount
+    /// outlives the test. The tests remove their containers before this runs.
+    fn drop(&mut self) {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut below: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(&self.dir))
+            .collect();
+        below.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        below.dedup();
+        for p in below {
+            let _ = Command::new("umount").args(["-l", p]).output();
+        }
+    }
+}
+
 /// A container of the real runc (Debian's), driven with stasis as its `criu`.
 pub struct Runc {
     root: std::path::PathBuf,
