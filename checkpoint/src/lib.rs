@@ -616,7 +616,8 @@ fn dump_seized(opts: &DumpOptions, dir: &ImageDir) -> Result<DumpReport> {
             }
         }
     }
-    // Killed: their connections stay locked until the restore (dump() settles them).
+    // Past the release or the kill: sockets of tasks that run on were settled above;
+    // those of killed tasks stay locked until the restore (dump() settles them so).
     sockets.armed = false;
     // A runtime asks right after the dump whether the container still runs: the killed
     // tasks are dead (zombies at most) before stasis answers.

@@ -577,16 +577,15 @@ impl Drop for Podman {
     /// binds `storage/overlay` onto itself and keeps it), deepest first, so that no mount
     /// outlives the test. The tests remove their containers before this runs.
     fn drop(&mut self) {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut below: Vec<&str> = table
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
+        // A mount point listed twice is stacked: each line takes one umount.
+        let mut below: Vec<String> = crate::container::host_mounts_under(&self.dir)
+            .iter()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
             .filter(|p| Path::new(p).starts_with(&self.dir))
             .collect();
         below.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        below.dedup();
         for p in below {
-            let _ = Command::new("umount").args(["-l", p]).output();
+            let _ = Command::new("umount").args(["-l", &p]).output();
         }
     }
 }
